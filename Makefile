@@ -1,0 +1,32 @@
+# Every target runs inside the uv-managed virtualenv at .venv (created by `make install`).
+UV ?= uv
+RUN := $(UV) run --frozen
+DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/stack
+export DATABASE_URL
+
+.PHONY: install fmt lint test migrate run-auth bench
+
+install:
+	$(UV) sync --frozen
+
+fmt:
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+lint:
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+
+test: install
+	$(RUN) pytest
+
+migrate:
+	$(RUN) python -m servicekit.migrate auth-service/migrations
+
+run-auth: migrate
+	$(RUN) uvicorn auth_service.main:app --host 127.0.0.1 --port 8001
+
+bench:
+	$(RUN) python bench/verify_tokens.py
+	$(RUN) python bench/login_throughput.py

@@ -1,0 +1,14 @@
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from auth_service.service import AuthService
+from servicekit.db import SessionDep
+
+
+def get_auth_service(request: Request, session: SessionDep) -> AuthService:
+    state = request.app.state
+    return AuthService(session, state.settings, state.signing_keys, state.passwords)
+
+
+AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]

@@ -1,0 +1,50 @@
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from auth_service import routes
+from auth_service.config import Settings
+from auth_service.keys import SigningKeys
+from auth_service.passwords import PasswordHasher
+from servicekit.app import create_service_app
+from servicekit.db import Database
+from servicekit.jwks import TokenVerifier
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings)
+        signing_keys = SigningKeys(settings, database.sessionmaker)
+        await signing_keys.start()
+        app.state.db = database
+        app.state.signing_keys = signing_keys
+        app.state.passwords = PasswordHasher(settings.password_hash_concurrency)
+        # auth-service verifies its own tokens from the database's key set, not over HTTP.
+        app.state.token_verifier = TokenVerifier(
+            signing_keys.keyset,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            leeway=settings.jwt_leeway_seconds,
+        )
+        app.state.health.add_check("database", database.check)
+        app.state.health.add_check("signing_keys", signing_keys.keyset.ensure_loaded)
+        try:
+            yield
+        finally:
+            await database.dispose()
+
+    return create_service_app(
+        title="auth-service",
+        description="Registration, OAuth2 password login, rotating refresh tokens, JWKS.",
+        prefix="/auth",
+        settings=settings,
+        routers=[routes.router, routes.token_router],
+        lifespan=lifespan,
+    )
+
+
+app = create_app()

@@ -1,0 +1,53 @@
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, EmailStr, Field, StringConstraints, ValidationInfo, field_validator
+
+from servicekit.schemas import StrictModel
+
+Password = Annotated[str, Field(min_length=8, max_length=128)]
+DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# RFC 5321 caps a path at 256 octets, so an address is at most 254 characters.
+Email = Annotated[EmailStr, Field(max_length=254)]
+
+
+class RegisterRequest(StrictModel):
+    email: Email
+    password: Password
+    display_name: DisplayName | None = None
+
+
+class UpdateMeRequest(StrictModel):
+    display_name: DisplayName | None = None
+    password: Password | None = None
+    current_password: Annotated[str | None, Field(max_length=128, validate_default=True)] = None
+
+    @field_validator("current_password")
+    @classmethod
+    def required_for_password_change(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("password") is not None and value is None:
+            raise ValueError("current_password is required to change the password")
+        return value
+
+
+class LogoutRequest(StrictModel):
+    refresh_token: Annotated[str, Field(max_length=512)]
+
+
+class UserOut(BaseModel):
+    id: uuid.UUID
+    email: str
+    display_name: str
+    created_at: datetime
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+    refresh_token: str
+
+
+class JwksResponse(BaseModel):
+    keys: list[dict[str, str]]

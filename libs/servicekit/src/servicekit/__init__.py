@@ -1,0 +1,1 @@
+"""The small kit every service of the stack shares. It never imports a service."""

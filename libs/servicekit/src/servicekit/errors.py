@@ -1,0 +1,122 @@
+"""One error base class and the handlers that render every error as `{"error", "detail"}`."""
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+ErrorDetail = str | list[Any]
+
+
+class ServiceError(Exception):
+    """An expected failure; subclasses pick the status code and the machine-readable code."""
+
+    status_code: ClassVar[int] = 400
+    error: ClassVar[str] = "bad_request"
+    default_detail: ClassVar[str] = "Bad request"
+
+    def __init__(
+        self, detail: ErrorDetail | None = None, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        self.detail: ErrorDetail = detail if detail is not None else self.default_detail
+        self.headers = dict(headers or {})
+        super().__init__(str(self.detail))
+
+
+class NotAuthenticated(ServiceError):
+    status_code = 401
+    error = "not_authenticated"
+    default_detail = "Authentication required"
+
+    def __init__(self, detail: ErrorDetail | None = None) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class InvalidToken(ServiceError):
+    status_code = 401
+    error = "invalid_token"
+    default_detail = "The access token is invalid or expired"
+
+    def __init__(self, detail: ErrorDetail | None = None) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+class Forbidden(ServiceError):
+    status_code = 403
+    error = "forbidden"
+    default_detail = "You may not do this"
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    error = "not_found"
+    default_detail = "Not found"
+
+
+class Conflict(ServiceError):
+    status_code = 409
+    error = "conflict"
+    default_detail = "Conflict"
+
+
+class PreconditionFailed(ServiceError):
+    status_code = 412
+    error = "precondition_failed"
+    default_detail = "The resource has changed since you read it"
+
+
+def error_response(
+    status_code: int,
+    error: str,
+    detail: ErrorDetail,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": error, "detail": detail}, status_code=status_code, headers=headers
+    )
+
+
+def _code_for_status(status_code: int) -> str:
+    try:
+        return HTTPStatus(status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
+
+
+async def _service_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return error_response(exc.status_code, exc.error, exc.detail, exc.headers)
+
+
+async def _http_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str | list) else str(exc.detail)
+    return error_response(exc.status_code, _code_for_status(exc.status_code), detail, exc.headers)
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """The validation errors without the input values: they may be huge or secret (passwords)."""
+    return [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in jsonable_encoder(exc.errors())
+    ]
+
+
+async def _validation_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(422, "validation_error", validation_errors(exc))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Unhandled exceptions are turned into a 500 by the request-context middleware."""
+    app.add_exception_handler(ServiceError, _service_error_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_error_handler)
+    app.add_exception_handler(RequestValidationError, _validation_error_handler)

@@ -1,0 +1,58 @@
+"""Liveness (`/healthz`) and readiness (`/readyz`, which runs the checks a service registers)."""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from servicekit.errors import error_response
+
+logger = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+"""Raises when the service is not ready; returning means ready."""
+
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+class Health:
+    def __init__(self) -> None:
+        self.checks: dict[str, ReadinessCheck] = {}
+        self.draining = False
+
+    def add_check(self, name: str, check: ReadinessCheck) -> None:
+        self.checks[name] = check
+
+    async def failing_checks(self) -> list[str]:
+        names = list(self.checks)
+        results = await asyncio.gather(
+            *(asyncio.wait_for(self.checks[name](), CHECK_TIMEOUT_SECONDS) for name in names),
+            return_exceptions=True,
+        )
+        failing = []
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, BaseException):
+                logger.warning("readiness check failed", extra={"check": name, "err": repr(result)})
+                failing.append(name)
+        return failing
+
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    health: Health = request.app.state.health
+    if health.draining:
+        return error_response(503, "not_ready", ["draining"])
+    failing = await health.failing_checks()
+    if failing:
+        return error_response(503, "not_ready", failing)
+    return JSONResponse({"status": "ready", "checks": sorted(health.checks)})

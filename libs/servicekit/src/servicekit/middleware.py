@@ -1,0 +1,79 @@
+"""Request context: request id in and out, one access log line, and the last-resort 500."""
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from servicekit.errors import error_response
+from servicekit.logging import request_id_var
+
+logger = logging.getLogger("servicekit.access")
+
+REQUEST_ID_HEADER = "x-request-id"
+_WELL_FORMED_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Probes and scrapes would drown the access log.
+_QUIET_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+
+
+def request_id_from(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == REQUEST_ID_HEADER.encode():
+            candidate: str = value.decode("latin-1")
+            if _WELL_FORMED_REQUEST_ID.fullmatch(candidate):
+                return candidate
+            break
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Pure ASGI (no BaseHTTPMiddleware) so that streaming responses pass through untouched.
+
+    It sits inside Starlette's ServerErrorMiddleware, so it catches unhandled exceptions itself:
+    that way even a 500 carries the request id and the `{"error", "detail"}` body.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_from(scope)
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID_HEADER.encode(), request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            logger.exception("unhandled error")
+            if scope["type"] == "http" and status == 0:
+                response = error_response(500, "internal_error", "Internal server error")
+                await response(scope, receive, send_with_request_id)
+        finally:
+            path = scope.get("path", "")
+            if scope["type"] == "http" and path not in _QUIET_PATHS:
+                logger.info(
+                    "request",
+                    extra={
+                        "method": scope.get("method"),
+                        "path": path,
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
+            request_id_var.reset(token)

@@ -1,0 +1,36 @@
+"""The FastAPI dependency that turns a Bearer token into verified claims."""
+
+import logging
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from servicekit.errors import InvalidToken, NotAuthenticated
+from servicekit.jwks import AccessClaims, TokenVerifier
+from servicekit.jwt import InvalidTokenError
+
+logger = logging.getLogger(__name__)
+
+# tokenUrl is the gateway path, so Swagger's "Authorize" works on every service behind it.
+bearer_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+
+
+def token_verifier(request: Request) -> TokenVerifier:
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return verifier
+
+
+async def current_claims(
+    request: Request, token: Annotated[str | None, Depends(bearer_scheme)]
+) -> AccessClaims:
+    if token is None:
+        raise NotAuthenticated()
+    try:
+        return await token_verifier(request).verify(token)
+    except InvalidTokenError as exc:
+        logger.info("token rejected", extra={"reason": str(exc)})
+        raise InvalidToken() from exc
+
+
+CurrentClaims = Annotated[AccessClaims, Depends(current_claims)]

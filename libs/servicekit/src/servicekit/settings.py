@@ -1,0 +1,19 @@
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service reads from its environment (names are the upper-case field names).
+
+    The defaults are development defaults for the native stack; production sets them explicitly.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    service_name: str = "service"
+    log_level: str = "INFO"
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/stack"
+    db_pool_size: int = 10
+    db_max_overflow: int = 10
+    jwt_issuer: str = "http://127.0.0.1:8080/auth"
+    jwt_audience: str = "stack"
+    jwt_leeway_seconds: int = 30

@@ -1,0 +1,11 @@
+from collections.abc import AsyncIterator
+
+import pytest
+
+from servicekit.testing import fresh_database
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    async with fresh_database("servicekit") as url:
+        yield url
