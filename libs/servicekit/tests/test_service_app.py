@@ -84,9 +84,7 @@ async def test_session_commits_on_success(app: FastAPI, client: httpx.AsyncClien
     assert await count_notes(app, "kept") == 1
 
 
-async def test_session_rolls_back_on_service_error(
-    app: FastAPI, client: httpx.AsyncClient
-) -> None:
+async def test_session_rolls_back_on_service_error(app: FastAPI, client: httpx.AsyncClient) -> None:
     response = await client.post("/kit/notes", json={"text": "conflict"})
     assert response.status_code == 409
     assert response.json() == {"error": "conflict", "detail": "refused after writing"}

@@ -7,12 +7,15 @@ import hashlib
 import hmac
 import json
 import os
+import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from sqlalchemy.engine import make_url
@@ -26,9 +29,7 @@ ADMIN_URL = os.environ.get(
 
 
 @asynccontextmanager
-async def fresh_database(
-    prefix: str, migration_dirs: Sequence[Path] = ()
-) -> AsyncIterator[str]:
+async def fresh_database(prefix: str, migration_dirs: Sequence[Path] = ()) -> AsyncIterator[str]:
     """A new database named `test_<prefix>_<random>`, migrated, dropped on exit."""
     name = f"test_{prefix}_{uuid.uuid4().hex[:8]}"
     url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
@@ -50,9 +51,7 @@ Signer = Callable[[bytes], bytes]
 
 def craft_token(header: Mapping[str, Any], claims: Mapping[str, Any], sign: Signer) -> str:
     """A JWS built by hand, so tests can forge exactly the header and claims an attacker would."""
-    signing_input = (
-        f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
-    )
+    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
     return f"{signing_input}.{b64url(sign(signing_input.encode()))}"
 
 
@@ -64,3 +63,56 @@ def rs256_signer(private_key_pem: str) -> Signer:
 
 def hs256_signer(secret: bytes) -> Signer:
     return lambda data: hmac.new(secret, data, hashlib.sha256).digest()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def uvicorn_process(
+    app: str, env: Mapping[str, str], *, port: int | None = None, ready_path: str = "/readyz"
+) -> AsyncIterator[str]:
+    """A real uvicorn process serving `app` on 127.0.0.1; yields its base URL once `ready_path`
+    answers 200, and stops it (SIGTERM, then SIGKILL) on exit."""
+    port = port or free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(300):
+                if process.returncode is not None:
+                    stderr = await process.stderr.read() if process.stderr else b""
+                    raise RuntimeError(f"{app} exited early: {stderr.decode()[-2000:]}")
+                try:
+                    if (await client.get(base_url + ready_path)).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)
+            else:
+                raise TimeoutError(f"{app} did not become ready")
+        yield base_url
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
