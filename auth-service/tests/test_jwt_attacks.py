@@ -89,6 +89,13 @@ TokenFactory = Callable[[str, str, str, Settings, str, str], str]
 # (kid, our private PEM, foreign private PEM, settings, user id, a real refresh token) -> token
 
 
+def without_claim(claim: str) -> TokenFactory:
+    def forge(kid: str, pem: str, foreign: str, s: Settings, uid: str, rt: str) -> str:
+        return craft_token(header(kid), good_claims(s, uid, **{claim: None}), rs256_signer(pem))
+
+    return forge
+
+
 ATTACKS: dict[str, TokenFactory] = {
     "alg none": lambda kid, pem, foreign, s, uid, rt: craft_token(
         {"alg": "none", "typ": "at+jwt", "kid": kid}, good_claims(s, uid), lambda _: b""
@@ -142,16 +149,7 @@ ATTACKS: dict[str, TokenFactory] = {
     "iat in the future": lambda kid, pem, foreign, s, uid, rt: craft_token(
         header(kid), good_claims(s, uid, iat=int(time.time()) + 600), rs256_signer(pem)
     ),
-    **{
-        f"missing {claim}": (
-            lambda claim: (
-                lambda kid, pem, foreign, s, uid, rt: craft_token(
-                    header(kid), good_claims(s, uid, **{claim: None}), rs256_signer(pem)
-                )
-            )
-        )(claim)
-        for claim in ("exp", "iat", "sub", "aud", "iss")
-    },
+    **{f"missing {claim}": without_claim(claim) for claim in ("exp", "iat", "sub", "aud", "iss")},
     "wrong aud": lambda kid, pem, foreign, s, uid, rt: craft_token(
         header(kid), good_claims(s, uid, aud="another-api"), rs256_signer(pem)
     ),

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from auth_service.config import Settings
 from auth_service.main import create_app
@@ -41,7 +43,8 @@ async def test_replicas_started_together_agree_on_one_dev_key() -> None:
         async with httpx.AsyncClient() as client:
             jwks = [(await client.get(f"{u}/auth/.well-known/jwks.json")).json() for u in urls]
             assert len(jwks[0]["keys"]) == 1
-            assert jwks[1] == jwks[0] and jwks[2] == jwks[0]
+            assert jwks[1] == jwks[0]
+            assert jwks[2] == jwks[0]
 
             email = unique_email()
             registered = await client.post(
@@ -117,7 +120,16 @@ async def test_production_key_is_read_from_a_file(tmp_path: Path) -> None:
     pem = generate_private_key_pem()
     key_file = tmp_path / "signing.pem"
     key_file.write_text(pem)
-    async with fresh_database("auth_keyfile", [MIGRATIONS]) as url:
-        async with running(Settings(database_url=url, signing_key_file=key_file)) as client:
-            assert await jwks_kids(client) == [load_signing_key(pem).kid]
-            assert (await client.get("/readyz")).status_code == 200
+    async with (
+        fresh_database("auth_keyfile", [MIGRATIONS]) as url,
+        running(Settings(database_url=url, signing_key_file=key_file)) as client,
+    ):
+        assert await jwks_kids(client) == [load_signing_key(pem).kid]
+        assert (await client.get("/readyz")).status_code == 200
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                stored = await conn.scalar(text("SELECT count(private_pem) FROM auth.signing_keys"))
+        finally:
+            await engine.dispose()
+        assert stored == 0, "a production private key must never be written to the database"

@@ -47,7 +47,7 @@ async def jwks_server() -> AsyncIterator[JwksServer]:
     app = Starlette(routes=[Route("/jwks.json", served.endpoint)])
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 (uvicorn exposes a flag, not an event)
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     served.url = f"http://127.0.0.1:{port}/jwks.json"
