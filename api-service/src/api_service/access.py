@@ -1,0 +1,45 @@
+"""Who may do what: membership roles, read from the board's members in the same transaction."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api_service.errors import BoardNotFound
+from api_service.models import boards, members
+from servicekit.errors import Forbidden
+from servicekit.security import CurrentClaims
+
+WRITERS = frozenset({"owner", "editor"})
+OWNERS = frozenset({"owner"})
+
+
+def current_user_id(claims: CurrentClaims) -> uuid.UUID:
+    return claims.user_id
+
+
+UserId = Annotated[uuid.UUID, Depends(current_user_id)]
+
+
+async def board_role(
+    session: AsyncSession, board_id: uuid.UUID, user_id: uuid.UUID, *, lock: bool = False
+) -> str:
+    """The caller's role on the board; 404 when the board does not exist or they are not a
+    member (existence is not revealed). With `lock`, the board row is locked so that membership
+    changes on one board happen one at a time."""
+    query = select(members.c.role).where(
+        members.c.board_id == board_id, members.c.user_id == user_id
+    )
+    if lock:
+        query = query.join(boards, boards.c.id == members.c.board_id).with_for_update(of=boards)
+    role: str | None = await session.scalar(query)
+    if role is None:
+        raise BoardNotFound()
+    return role
+
+
+def require_role(role: str, allowed: frozenset[str]) -> None:
+    if role not in allowed:
+        raise Forbidden(f"Your role ({role}) may not do this")

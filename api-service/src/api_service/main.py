@@ -1,0 +1,69 @@
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import httpx
+from fastapi import FastAPI
+
+from api_service import boards, members, tasks
+from api_service.config import Settings
+from api_service.outbox import prune_events
+from servicekit.app import create_service_app
+from servicekit.db import Database
+from servicekit.jwks import KeySet, TokenVerifier, http_jwks_fetcher
+
+logger = logging.getLogger(__name__)
+
+
+async def prune_events_periodically(database: Database, settings: Settings) -> None:
+    retention = timedelta(seconds=settings.event_retention_seconds)
+    while True:
+        try:
+            deleted = await prune_events(database.engine, retention)
+            if deleted:
+                logger.info("pruned events", extra={"deleted": deleted})
+        except Exception:
+            logger.exception("event pruning failed")
+        await asyncio.sleep(settings.event_prune_interval_seconds)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = Database(settings)
+        async with httpx.AsyncClient() as http:
+            keys = KeySet(http_jwks_fetcher(settings.jwks_url, http))
+            app.state.db = database
+            app.state.token_verifier = TokenVerifier(
+                keys,
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+                leeway=settings.jwt_leeway_seconds,
+            )
+            app.state.health.add_check("database", database.check)
+            app.state.health.add_check("jwks", keys.ensure_loaded)
+            pruner = asyncio.create_task(prune_events_periodically(database, settings))
+            try:
+                yield
+            finally:
+                pruner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruner
+                await database.dispose()
+
+    return create_service_app(
+        title="api-service",
+        description="Boards, members and tasks; every write appends change events.",
+        prefix="/api",
+        settings=settings,
+        routers=[boards.router, members.router, tasks.board_tasks_router, tasks.router],
+        lifespan=lifespan,
+    )
+
+
+app = create_app()

@@ -1,0 +1,86 @@
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, Field, StringConstraints, field_validator
+
+from servicekit.schemas import StrictModel
+
+Role = Literal["owner", "editor", "viewer"]
+TaskStatus = Literal["todo", "doing", "done"]
+BoardName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[str, Field(max_length=10_000)]
+
+Item = TypeVar("Item")
+
+
+def _reject_null(value: Any) -> Any:
+    if value is None:
+        raise ValueError("may not be null")
+    return value
+
+
+class BoardCreate(StrictModel):
+    name: BoardName
+
+
+class BoardUpdate(StrictModel):
+    name: BoardName | None = None
+
+    _name_not_null = field_validator("name", mode="before")(_reject_null)
+
+
+class BoardOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    role: Role
+
+
+class MemberPut(StrictModel):
+    role: Role
+
+
+class MemberOut(BaseModel):
+    user_id: uuid.UUID
+    role: Role
+    added_at: datetime
+
+
+class TaskCreate(StrictModel):
+    title: Title
+    description: Description = ""
+    status: TaskStatus = "todo"
+    assignee_id: uuid.UUID | None = None
+
+
+class TaskUpdate(StrictModel):
+    """Only the fields sent change; `assignee_id: null` unassigns, other fields may not be null."""
+
+    title: Title | None = None
+    description: Description | None = None
+    status: TaskStatus | None = None
+    assignee_id: uuid.UUID | None = None
+
+    _not_null = field_validator("title", "description", "status", mode="before")(_reject_null)
+
+
+class TaskOut(BaseModel):
+    id: uuid.UUID
+    board_id: uuid.UUID
+    title: str
+    description: str
+    status: TaskStatus
+    assignee_id: uuid.UUID | None
+    created_by: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class Page(BaseModel, Generic[Item]):
+    items: list[Item]
+    next_cursor: str | None
