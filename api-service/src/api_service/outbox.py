@@ -46,10 +46,9 @@ EVENTS_WRITTEN = Counter("api_events_written", "Events committed to the outbox",
 for event_type in EVENT_TYPES:
     EVENTS_WRITTEN.labels(type=event_type)
 
-# Only module constants are interpolated; the values are bound parameters.
-_APPEND_EVENTS = text(  # noqa: S608
-    f"""
-    WITH commit_order AS (SELECT pg_advisory_xact_lock({_COMMIT_ORDER_LOCK})),
+_APPEND_EVENTS = text(
+    """
+    WITH commit_order AS (SELECT pg_advisory_xact_lock(:lock_key)),
     appended AS (
         INSERT INTO api.events (channel, type, data, actor_id)
         SELECT e ->> 'channel', e ->> 'type', e -> 'data', CAST(:actor_id AS uuid)
@@ -58,7 +57,7 @@ _APPEND_EVENTS = text(  # noqa: S608
         ORDER BY n
         RETURNING id
     )
-    SELECT pg_notify('{NOTIFY_CHANNEL}', max(id)::text) FROM appended
+    SELECT pg_notify(:notify_channel, max(id)::text) FROM appended
     """
 )
 
@@ -85,7 +84,15 @@ async def append_events(session: AsyncSession, actor_id: uuid.UUID, events: list
     payload = json.dumps(
         [{"channel": e.channel, "type": e.type, "data": e.data} for e in events], default=str
     )
-    await session.execute(_APPEND_EVENTS, {"actor_id": str(actor_id), "events": payload})
+    await session.execute(
+        _APPEND_EVENTS,
+        {
+            "lock_key": _COMMIT_ORDER_LOCK,
+            "notify_channel": NOTIFY_CHANNEL,
+            "actor_id": str(actor_id),
+            "events": payload,
+        },
+    )
     session.sync_session.info.setdefault("event_types", []).extend(e.type for e in events)
 
 
@@ -106,7 +113,9 @@ async def prune_events(engine: AsyncEngine, retention: timedelta) -> int:
     deleted = 0
     while True:
         async with engine.begin() as conn:
-            if not await conn.scalar(text(f"SELECT pg_try_advisory_xact_lock({_PRUNE_LOCK})")):
+            if not await conn.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _PRUNE_LOCK}
+            ):
                 return deleted
             result = await conn.execute(
                 text(

@@ -1,0 +1,91 @@
+"""Every route x every kind of caller -> the status DESIGN §5 gives."""
+
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from .conftest import User, add_member, create_board, create_task
+
+CALLERS = ("owner", "editor", "viewer", "non_member", "no_token", "bad_token")
+
+
+@dataclass
+class Scene:
+    board_id: str
+    task_id: str
+    users: dict[str, User]
+    newcomer: User
+
+    def headers(self, caller: str) -> dict[str, str]:
+        if caller == "no_token":
+            return {}
+        if caller == "bad_token":
+            return {"Authorization": "Bearer not.a.token"}
+        return self.users[caller].headers
+
+
+@pytest.fixture
+async def scene(client: httpx.AsyncClient, user_pool: list[User]) -> Scene:
+    owner, editor, viewer, outsider, newcomer = user_pool[:5]
+    board_id = await create_board(client, owner)
+    await add_member(client, board_id, owner, editor, "editor")
+    await add_member(client, board_id, owner, viewer, "viewer")
+    task = await create_task(client, board_id, owner)
+    users = {"owner": owner, "editor": editor, "viewer": viewer, "non_member": outsider}
+    return Scene(board_id, str(task["id"]), users, newcomer)
+
+
+def row(*statuses: int) -> dict[str, int]:
+    """Statuses for owner, editor, viewer, non-member; both unauthenticated callers get 401."""
+    return dict(zip(CALLERS, (*statuses, 401, 401), strict=True))
+
+
+MATRIX: list[tuple[str, str, dict[str, object] | None, dict[str, int]]] = [
+    ("POST", "/api/boards", {"name": "b"}, row(201, 201, 201, 201)),
+    ("GET", "/api/boards", None, row(200, 200, 200, 200)),
+    ("GET", "/api/boards/{board}", None, row(200, 200, 200, 404)),
+    ("PATCH", "/api/boards/{board}", {"name": "n"}, row(200, 200, 403, 404)),
+    ("DELETE", "/api/boards/{board}", None, row(204, 403, 403, 404)),
+    ("GET", "/api/boards/{board}/members", None, row(200, 200, 200, 404)),
+    ("PUT", "/api/boards/{board}/members/{newcomer}", {"role": "viewer"}, row(200, 403, 403, 404)),
+    ("DELETE", "/api/boards/{board}/members/{editor}", None, row(204, 204, 403, 404)),
+    ("DELETE", "/api/boards/{board}/members/{viewer}", None, row(204, 403, 204, 404)),
+    ("POST", "/api/boards/{board}/tasks", {"title": "t"}, row(201, 201, 403, 404)),
+    ("GET", "/api/boards/{board}/tasks", None, row(200, 200, 200, 404)),
+    ("GET", "/api/tasks/{task}", None, row(200, 200, 200, 404)),
+    ("PATCH", "/api/tasks/{task}", {"status": "done"}, row(200, 200, 403, 404)),
+    ("DELETE", "/api/tasks/{task}", None, row(204, 204, 403, 404)),
+]
+
+CASES = [
+    pytest.param(method, path, body, caller, expected[caller], id=f"{method} {path} as {caller}")
+    for method, path, body, expected in MATRIX
+    for caller in CALLERS
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "caller", "expected"), CASES)
+async def test_access(
+    client: httpx.AsyncClient,
+    scene: Scene,
+    method: str,
+    path: str,
+    body: dict[str, object] | None,
+    caller: str,
+    expected: int,
+) -> None:
+    url = path.format(
+        board=scene.board_id,
+        task=scene.task_id,
+        newcomer=scene.newcomer.id,
+        editor=scene.users["editor"].id,
+        viewer=scene.users["viewer"].id,
+    )
+    response = await client.request(method, url, json=body, headers=scene.headers(caller))
+
+    assert response.status_code == expected, response.text
+    if expected >= 400:
+        assert set(response.json()) == {"error", "detail"}
+    if expected == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer")

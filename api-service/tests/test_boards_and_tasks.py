@@ -1,0 +1,231 @@
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from .conftest import User, add_member, create_board, create_task
+
+
+async def event_rows(app: FastAPI, channel: str) -> list[tuple[str, dict[str, object]]]:
+    async with app.state.db.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT type, data FROM api.events WHERE channel = :c ORDER BY id"),
+            {"c": channel},
+        )
+        return [(row.type, row.data) for row in rows]
+
+
+async def test_board_lifecycle_with_events(
+    app: FastAPI, client: httpx.AsyncClient, user_pool: list[User]
+) -> None:
+    owner = user_pool[0]
+    created = await client.post("/api/boards", json={"name": " Roadmap "}, headers=owner.headers)
+    assert created.status_code == 201
+    board = created.json()
+    assert board["name"] == "Roadmap"
+    assert board["role"] == "owner"
+    assert board["version"] == 1
+    assert created.headers["etag"] == '"1"'
+    assert created.headers["location"] == f"/api/boards/{board['id']}"
+
+    renamed = await client.patch(
+        f"/api/boards/{board['id']}",
+        json={"name": "Plan"},
+        headers={**owner.headers, "If-Match": '"1"'},
+    )
+    assert renamed.status_code == 200
+    assert renamed.json()["version"] == 2
+    assert renamed.headers["etag"] == '"2"'
+
+    deleted = await client.delete(f"/api/boards/{board['id']}", headers=owner.headers)
+    assert deleted.status_code == 204
+    gone = await client.get(f"/api/boards/{board['id']}", headers=owner.headers)
+    assert gone.status_code == 404
+
+    types = [t for t, _ in await event_rows(app, f"board:{board['id']}")]
+    assert types == ["member.added", "board.updated", "board.deleted"]
+    user_types = [(t, d["board_id"]) for t, d in await event_rows(app, f"user:{owner.id}")]
+    assert ("member.added", board["id"]) in user_types
+    assert ("member.removed", board["id"]) in user_types
+
+
+async def test_task_lifecycle_with_events(
+    app: FastAPI, client: httpx.AsyncClient, user_pool: list[User]
+) -> None:
+    owner, editor = user_pool[0], user_pool[1]
+    board_id = await create_board(client, owner)
+    await add_member(client, board_id, owner, editor, "editor")
+
+    task = await create_task(
+        client, board_id, editor, title="Write", description="d", assignee_id=owner.id
+    )
+    assert task["status"] == "todo"
+    assert task["created_by"] == editor.id
+    assert task["version"] == 1
+
+    moved = await client.patch(
+        f"/api/tasks/{task['id']}",
+        json={"status": "doing", "assignee_id": None},
+        headers={**editor.headers, "If-Match": '"1"'},
+    )
+    assert moved.status_code == 200
+    assert moved.json()["status"] == "doing"
+    assert moved.json()["assignee_id"] is None
+    assert moved.json()["title"] == "Write"
+
+    fetched = await client.get(f"/api/tasks/{task['id']}", headers=owner.headers)
+    assert fetched.json() == moved.json()
+    assert fetched.headers["etag"] == '"2"'
+
+    assert (
+        await client.delete(f"/api/tasks/{task['id']}", headers=owner.headers)
+    ).status_code == 204
+    events = await event_rows(app, f"board:{board_id}")
+    assert [t for t, _ in events] == [
+        "member.added",
+        "member.added",
+        "task.created",
+        "task.updated",
+        "task.deleted",
+    ]
+    assert events[3][1] == moved.json()
+    assert events[4][1] == {"id": task["id"], "board_id": board_id}
+
+
+async def test_if_match_race_one_wins_one_412(
+    client: httpx.AsyncClient, user_pool: list[User]
+) -> None:
+    import asyncio
+
+    owner = user_pool[0]
+    board_id = await create_board(client, owner)
+    task = await create_task(client, board_id, owner)
+
+    async def patch(title: str) -> httpx.Response:
+        return await client.patch(
+            f"/api/tasks/{task['id']}",
+            json={"title": title},
+            headers={**owner.headers, "If-Match": '"1"'},
+        )
+
+    results = await asyncio.gather(patch("first"), patch("second"))
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [200, 412]
+    loser = next(r for r in results if r.status_code == 412)
+    assert loser.json()["error"] == "precondition_failed"
+    final = (await client.get(f"/api/tasks/{task['id']}", headers=owner.headers)).json()
+    winner = next(r for r in results if r.status_code == 200).json()
+    assert final["title"] == winner["title"]
+    assert final["version"] == 2
+
+
+async def test_stale_if_match_changes_nothing(
+    app: FastAPI, client: httpx.AsyncClient, user_pool: list[User]
+) -> None:
+    owner = user_pool[0]
+    board_id = await create_board(client, owner)
+    task = await create_task(client, board_id, owner)
+    events_before = len(await event_rows(app, f"board:{board_id}"))
+    for method, kwargs in (("PATCH", {"json": {"title": "x"}}), ("DELETE", {})):
+        response = await client.request(
+            method,
+            f"/api/tasks/{task['id']}",
+            headers={**owner.headers, "If-Match": '"7"'},
+            **kwargs,
+        )
+        assert response.status_code == 412
+    board_response = await client.patch(
+        f"/api/boards/{board_id}", json={"name": "n"}, headers={**owner.headers, "If-Match": '"9"'}
+    )
+    assert board_response.status_code == 412
+    assert (await client.get(f"/api/tasks/{task['id']}", headers=owner.headers)).json() == task
+    assert len(await event_rows(app, f"board:{board_id}")) == events_before
+
+
+@pytest.mark.parametrize("if_match", ['"1", "2"', "*", ' "1" '])
+async def test_if_match_accepts_lists_and_star(
+    client: httpx.AsyncClient, user_pool: list[User], if_match: str
+) -> None:
+    owner = user_pool[0]
+    board_id = await create_board(client, owner)
+    task = await create_task(client, board_id, owner)
+    response = await client.patch(
+        f"/api/tasks/{task['id']}",
+        json={"title": "y"},
+        headers={**owner.headers, "If-Match": if_match},
+    )
+    assert response.status_code == 200
+
+
+async def test_last_owner_cannot_leave_or_be_demoted(
+    client: httpx.AsyncClient, user_pool: list[User]
+) -> None:
+    owner, other = user_pool[0], user_pool[1]
+    board_id = await create_board(client, owner)
+    demote = await client.put(
+        f"/api/boards/{board_id}/members/{owner.id}", json={"role": "editor"}, headers=owner.headers
+    )
+    assert demote.status_code == 409
+    assert demote.json()["error"] == "last_owner"
+    leave = await client.delete(f"/api/boards/{board_id}/members/{owner.id}", headers=owner.headers)
+    assert leave.status_code == 409
+
+    await add_member(client, board_id, owner, other, "owner")
+    leave = await client.delete(f"/api/boards/{board_id}/members/{owner.id}", headers=owner.headers)
+    assert leave.status_code == 204
+    members = (await client.get(f"/api/boards/{board_id}/members", headers=other.headers)).json()
+    assert [(m["user_id"], m["role"]) for m in members] == [(other.id, "owner")]
+
+
+async def test_concurrent_demotions_keep_an_owner(
+    client: httpx.AsyncClient, user_pool: list[User]
+) -> None:
+    import asyncio
+
+    first, second = user_pool[0], user_pool[1]
+    board_id = await create_board(client, first)
+    await add_member(client, board_id, first, second, "owner")
+
+    async def demote(actor: User, target: User) -> httpx.Response:
+        return await client.put(
+            f"/api/boards/{board_id}/members/{target.id}",
+            json={"role": "viewer"},
+            headers=actor.headers,
+        )
+
+    results = await asyncio.gather(demote(first, second), demote(second, first))
+    members = await client.get(f"/api/boards/{board_id}/members", headers=first.headers)
+    owners = (
+        [m for m in members.json() if m["role"] == "owner"] if members.status_code == 200 else None
+    )
+    if owners is None:
+        members = await client.get(f"/api/boards/{board_id}/members", headers=second.headers)
+        owners = [m for m in members.json() if m["role"] == "owner"]
+    assert len(owners) >= 1, [r.status_code for r in results]
+
+
+async def test_assignee_must_be_a_member(client: httpx.AsyncClient, user_pool: list[User]) -> None:
+    owner, outsider = user_pool[0], user_pool[5]
+    board_id = await create_board(client, owner)
+    response = await client.post(
+        f"/api/boards/{board_id}/tasks",
+        json={"title": "t", "assignee_id": outsider.id},
+        headers=owner.headers,
+    )
+    assert response.status_code == 422
+    assert response.json()["error"] == "assignee_not_member"
+
+
+async def test_boards_list_shows_only_memberships(
+    client: httpx.AsyncClient, user_pool: list[User]
+) -> None:
+    owner, viewer, outsider = user_pool[2], user_pool[3], user_pool[4]
+    shared = await create_board(client, owner, "shared")
+    await add_member(client, shared, owner, viewer, "viewer")
+    await create_board(client, owner, "private")
+
+    viewer_boards = (await client.get("/api/boards", headers=viewer.headers)).json()["items"]
+    assert shared in [b["id"] for b in viewer_boards]
+    assert all(b["id"] != shared or b["role"] == "viewer" for b in viewer_boards)
+    outsider_boards = (await client.get("/api/boards", headers=outsider.headers)).json()["items"]
+    assert shared not in [b["id"] for b in outsider_boards]
