@@ -27,14 +27,17 @@ async def board_role(
     session: AsyncSession, board_id: uuid.UUID, user_id: uuid.UUID, *, lock: bool = False
 ) -> str:
     """The caller's role on the board; 404 when the board does not exist or they are not a
-    member (existence is not revealed). With `lock`, the board row is locked so that membership
-    changes on one board happen one at a time."""
-    query = select(members.c.role).where(
-        members.c.board_id == board_id, members.c.user_id == user_id
-    )
+    member (existence is not revealed).
+
+    With `lock`, the board row is locked first, so that membership changes on one board happen
+    one at a time; the role is read after the lock is granted, since a read in the same
+    statement would see the membership as it was before the wait.
+    """
     if lock:
-        query = query.join(boards, boards.c.id == members.c.board_id).with_for_update(of=boards)
-    role: str | None = await session.scalar(query)
+        await session.execute(select(boards.c.id).where(boards.c.id == board_id).with_for_update())
+    role: str | None = await session.scalar(
+        select(members.c.role).where(members.c.board_id == board_id, members.c.user_id == user_id)
+    )
     if role is None:
         raise BoardNotFound()
     return role

@@ -120,7 +120,8 @@ async def prune_events(engine: AsyncEngine, retention: timedelta) -> int:
             result = await conn.execute(
                 text(
                     "DELETE FROM api.events WHERE id IN (SELECT id FROM api.events"
-                    " WHERE created_at < now() - :retention ORDER BY id LIMIT :batch)"
+                    " WHERE created_at < now() - CAST(:retention AS interval)"
+                    " ORDER BY id LIMIT :batch)"
                 ),
                 {"retention": retention, "batch": _PRUNE_BATCH},
             )
