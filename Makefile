@@ -4,7 +4,7 @@ RUN := $(UV) run --frozen
 DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/stack
 export DATABASE_URL
 
-.PHONY: install fmt lint test migrate run-auth bench
+.PHONY: install fmt lint test migrate run-auth run-api bench
 
 install:
 	$(UV) sync --frozen
@@ -22,11 +22,15 @@ test: install
 	$(RUN) pytest
 
 migrate:
-	$(RUN) python -m servicekit.migrate auth-service/migrations
+	$(RUN) python -m servicekit.migrate auth-service/migrations api-service/migrations
 
 run-auth: migrate
 	$(RUN) uvicorn auth_service.main:app --host 127.0.0.1 --port 8001
 
+run-api: migrate
+	$(RUN) uvicorn api_service.main:app --host 127.0.0.1 --port 8002
+
 bench:
-	$(RUN) python bench/verify_tokens.py
-	$(RUN) python bench/login_throughput.py
+	$(RUN) python -m bench.verify_tokens
+	$(RUN) python -m bench.login_throughput
+	$(RUN) python -m bench.api_throughput

@@ -16,7 +16,7 @@ WRITERS = frozenset({"owner", "editor"})
 OWNERS = frozenset({"owner"})
 
 
-def current_user_id(claims: CurrentClaims) -> uuid.UUID:
+async def current_user_id(claims: CurrentClaims) -> uuid.UUID:
     return claims.user_id
 
 

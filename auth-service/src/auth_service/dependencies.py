@@ -6,7 +6,7 @@ from auth_service.service import AuthService
 from servicekit.db import SessionDep
 
 
-def get_auth_service(request: Request, session: SessionDep) -> AuthService:
+async def get_auth_service(request: Request, session: SessionDep) -> AuthService:
     state = request.app.state
     return AuthService(session, state.settings, state.signing_keys, state.passwords)
 

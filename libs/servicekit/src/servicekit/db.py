@@ -23,7 +23,9 @@ class Database:
             settings.database_url,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
-            pool_pre_ping=True,
+            # No pre-ping: it costs a round trip per request; asyncpg reports a dead
+            # connection on use and the pool then replaces it.
+            pool_recycle=3600,
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
