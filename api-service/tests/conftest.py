@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from api_service.config import Settings
 from api_service.main import create_app
-from servicekit.testing import fresh_database, uvicorn_process
+from servicekit.testing import asgi_client, fresh_database, uvicorn_process
 
 ROOT = Path(__file__).parents[2]
 MIGRATIONS = [ROOT / "auth-service" / "migrations", ROOT / "api-service" / "migrations"]
@@ -54,8 +54,7 @@ async def app(database_url: str, auth_url: str) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+    async with asgi_client(app, "http://api") as client:
         yield client
 
 

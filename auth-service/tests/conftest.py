@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from auth_service.config import Settings
 from auth_service.main import create_app
-from servicekit.testing import fresh_database
+from servicekit.testing import asgi_client, fresh_database
 
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
 PASSWORD = "correct horse battery"
@@ -36,8 +36,7 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://auth") as client:
+    async with asgi_client(app, "http://auth") as client:
         yield client
 
 

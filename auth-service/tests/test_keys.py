@@ -14,7 +14,7 @@ from auth_service.config import Settings
 from auth_service.main import create_app
 from servicekit.jwks import KeySet, TokenVerifier, http_jwks_fetcher
 from servicekit.jwt import generate_private_key_pem, load_signing_key
-from servicekit.testing import fresh_database, uvicorn_process
+from servicekit.testing import asgi_client, fresh_database, uvicorn_process
 
 from .conftest import MIGRATIONS, PASSWORD, bearer, unique_email
 
@@ -69,10 +69,8 @@ async def test_replicas_started_together_agree_on_one_dev_key() -> None:
 @asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://auth") as client:
-            yield client
+    async with app.router.lifespan_context(app), asgi_client(app, "http://auth") as client:
+        yield client
 
 
 async def login_token(client: httpx.AsyncClient) -> str:

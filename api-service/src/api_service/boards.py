@@ -2,10 +2,16 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Response, status
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import insert, select, tuple_
 
 from api_service.access import OWNERS, WRITERS, UserId, board_role, require_role
-from api_service.concurrency import IfMatch, expected_versions, set_etag
+from api_service.concurrency import (
+    IfMatch,
+    expected_versions,
+    set_etag,
+    versioned_delete,
+    versioned_update,
+)
 from api_service.errors import BoardNotFound
 from api_service.models import boards, members
 from api_service.outbox import Event, append_events, board_channel, user_channel
@@ -107,14 +113,7 @@ async def update_board(
     role = await board_role(session, board_id, user_id)
     require_role(role, WRITERS)
     changes = body.model_dump(exclude_unset=True)
-    statement = (
-        update(boards)
-        .where(boards.c.id == board_id)
-        .values(**changes, version=boards.c.version + 1, updated_at=func.now())
-        .returning(boards)
-    )
-    if versions is not None:
-        statement = statement.where(boards.c.version.in_(versions))
+    statement = versioned_update(boards, board_id, changes, versions)
     board = (await session.execute(statement)).one_or_none()
     if board is None:
         raise PreconditionFailed()
@@ -132,9 +131,7 @@ async def delete_board(
     """Deletes the board with its tasks and members (owners only)."""
     versions = expected_versions(if_match)
     require_role(await board_role(session, board_id, user_id, lock=True), OWNERS)
-    statement = delete(boards).where(boards.c.id == board_id).returning(boards.c.id)
-    if versions is not None:
-        statement = statement.where(boards.c.version.in_(versions))
+    statement = versioned_delete(boards, board_id, versions)
     member_ids = (
         await session.scalars(select(members.c.user_id).where(members.c.board_id == board_id))
     ).all()

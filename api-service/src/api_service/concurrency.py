@@ -4,6 +4,7 @@ import re
 from typing import Annotated
 
 from fastapi import Header, Response
+from sqlalchemy import Delete, Table, Update, delete, func, update
 
 from api_service.errors import InvalidIfMatch
 
@@ -27,3 +28,26 @@ def expected_versions(if_match: str | None) -> set[int] | None:
 
 def set_etag(response: Response, version: int) -> None:
     response.headers["ETag"] = f'"{version}"'
+
+
+def versioned_update(
+    table: Table, row_id: object, changes: dict[str, object], versions: set[int] | None
+) -> Update:
+    """UPDATE ... RETURNING the row, bumping its version; it matches no row when the version is
+    not one the client expects (the caller answers 412)."""
+    statement = (
+        update(table)
+        .where(table.c.id == row_id)
+        .values(**changes, version=table.c.version + 1, updated_at=func.now())
+        .returning(table)
+    )
+    if versions is not None:
+        statement = statement.where(table.c.version.in_(versions))
+    return statement
+
+
+def versioned_delete(table: Table, row_id: object, versions: set[int] | None) -> Delete:
+    statement = delete(table).where(table.c.id == row_id).returning(table.c.id)
+    if versions is not None:
+        statement = statement.where(table.c.version.in_(versions))
+    return statement

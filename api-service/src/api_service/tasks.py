@@ -2,11 +2,17 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Query, Response, status
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api_service.access import WRITERS, UserId, board_role, require_role
-from api_service.concurrency import IfMatch, expected_versions, set_etag
+from api_service.concurrency import (
+    IfMatch,
+    expected_versions,
+    set_etag,
+    versioned_delete,
+    versioned_update,
+)
 from api_service.errors import AssigneeNotMember, TaskNotFound
 from api_service.models import members, tasks
 from api_service.outbox import Event, append_events, board_channel
@@ -133,14 +139,7 @@ async def update_task(
     changes = body.model_dump(exclude_unset=True)
     if changes.get("assignee_id") is not None:
         await _check_assignee(session, row.board_id, changes["assignee_id"])
-    statement = (
-        update(tasks)
-        .where(tasks.c.id == task_id)
-        .values(**changes, version=tasks.c.version + 1, updated_at=func.now())
-        .returning(tasks)
-    )
-    if versions is not None:
-        statement = statement.where(tasks.c.version.in_(versions))
+    statement = versioned_update(tasks, task_id, changes, versions)
     updated = (await session.execute(statement)).one_or_none()
     if updated is None:
         raise PreconditionFailed()
@@ -161,9 +160,7 @@ async def delete_task(
     versions = expected_versions(if_match)
     row, role = await _task_and_role(session, task_id, user_id)
     require_role(role, WRITERS)
-    statement = delete(tasks).where(tasks.c.id == task_id).returning(tasks.c.id)
-    if versions is not None:
-        statement = statement.where(tasks.c.version.in_(versions))
+    statement = versioned_delete(tasks, task_id, versions)
     if await session.scalar(statement) is None:
         raise PreconditionFailed()
     data = {"id": str(task_id), "board_id": str(row.board_id)}

@@ -19,6 +19,7 @@ from servicekit.errors import Conflict
 from servicekit.logging import JsonFormatter
 from servicekit.schemas import StrictModel
 from servicekit.settings import ServiceSettings
+from servicekit.testing import asgi_client
 
 
 class NoteIn(StrictModel):
@@ -67,8 +68,7 @@ async def app(database_url: str) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://kit") as client:
+    async with asgi_client(app, "http://kit") as client:
         yield client
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from servicekit.db import drop_database, ensure_database
@@ -116,3 +117,13 @@ async def uvicorn_process(
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+@asynccontextmanager
+async def asgi_client(
+    app: FastAPI, base_url: str = "http://test"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client that calls `app` in-process (its lifespan must already be running)."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+        yield client
