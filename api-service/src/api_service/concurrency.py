@@ -1,10 +1,11 @@
 """Optimistic concurrency: `version` out as `ETag: "<version>"`, `If-Match` in."""
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Header, Response
-from sqlalchemy import Delete, Table, Update, delete, func, update
+from sqlalchemy import Table, Update, delete, func, update
+from sqlalchemy.sql.dml import ReturningDelete
 
 from api_service.errors import InvalidIfMatch
 
@@ -46,7 +47,9 @@ def versioned_update(
     return statement
 
 
-def versioned_delete(table: Table, row_id: object, versions: set[int] | None) -> Delete:
+def versioned_delete(
+    table: Table, row_id: object, versions: set[int] | None
+) -> ReturningDelete[tuple[Any]]:
     statement = delete(table).where(table.c.id == row_id).returning(table.c.id)
     if versions is not None:
         statement = statement.where(table.c.version.in_(versions))
