@@ -2,7 +2,7 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Response, status
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import insert, select
 
 from api_service.access import OWNERS, WRITERS, UserId, board_role, require_role
 from api_service.concurrency import (
@@ -15,7 +15,7 @@ from api_service.concurrency import (
 from api_service.errors import BoardNotFound
 from api_service.models import boards, members
 from api_service.outbox import Event, append_events, board_channel, user_channel
-from api_service.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from api_service.pagination import Cursor, Limit, newest_first_page, next_cursor
 from api_service.schemas import BoardCreate, BoardOut, BoardUpdate, MemberOut, Page
 from servicekit.db import SessionDep
 from servicekit.errors import PreconditionFailed
@@ -66,21 +66,17 @@ async def list_boards(
     user_id: UserId, session: SessionDep, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[BoardOut]:
     """The boards you are a member of, newest first."""
-    query = (
+    query = newest_first_page(
         select(boards, members.c.role)
         .join(members, members.c.board_id == boards.c.id)
-        .where(members.c.user_id == user_id)
-        .order_by(boards.c.created_at.desc(), boards.c.id.desc())
-        .limit(limit + 1)
+        .where(members.c.user_id == user_id),
+        boards,
+        limit,
+        cursor,
     )
-    if cursor is not None:
-        query = query.where(tuple_(boards.c.created_at, boards.c.id) < decode_cursor(cursor))
     rows = (await session.execute(query)).all()
     items = [BoardOut(**row._mapping) for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        next_cursor = encode_cursor(items[-1].created_at, items[-1].id)
-    return Page[BoardOut](items=items, next_cursor=next_cursor)
+    return Page[BoardOut](items=items, next_cursor=next_cursor(rows, limit))
 
 
 @router.get("/{board_id}")

@@ -3,10 +3,12 @@
 import base64
 import binascii
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Query
+from sqlalchemy import Row, Select, Table, tuple_
 
 from api_service.errors import InvalidCursor
 
@@ -30,3 +32,21 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     if created_at.tzinfo is None:
         raise InvalidCursor()
     return created_at, item_id
+
+
+def newest_first_page(
+    query: Select[Any], table: Table, limit: int, cursor: str | None
+) -> Select[Any]:
+    """`query` restricted to one page: newest first, after the cursor, one extra row to tell
+    whether another page follows."""
+    query = query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit + 1)
+    if cursor is not None:
+        query = query.where(tuple_(table.c.created_at, table.c.id) < decode_cursor(cursor))
+    return query
+
+
+def next_cursor(rows: Sequence[Row[Any]], limit: int) -> str | None:
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    return encode_cursor(last.created_at, last.id)

@@ -2,7 +2,7 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Query, Response, status
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api_service.access import WRITERS, UserId, board_role, require_role
@@ -16,7 +16,7 @@ from api_service.concurrency import (
 from api_service.errors import AssigneeNotMember, TaskNotFound
 from api_service.models import members, tasks
 from api_service.outbox import Event, append_events, board_channel
-from api_service.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from api_service.pagination import Cursor, Limit, newest_first_page, next_cursor
 from api_service.schemas import Page, TaskCreate, TaskOut, TaskStatus, TaskUpdate
 from servicekit.db import SessionDep
 from servicekit.errors import PreconditionFailed
@@ -94,24 +94,14 @@ async def list_tasks(
 ) -> Page[TaskOut]:
     """The board's tasks, newest first, optionally filtered by status and assignee."""
     await board_role(session, board_id, user_id)
-    query = (
-        select(tasks)
-        .where(tasks.c.board_id == board_id)
-        .order_by(tasks.c.created_at.desc(), tasks.c.id.desc())
-        .limit(limit + 1)
-    )
+    query = select(tasks).where(tasks.c.board_id == board_id)
     if status is not None:
         query = query.where(tasks.c.status == status)
     if assignee_id is not None:
         query = query.where(tasks.c.assignee_id == assignee_id)
-    if cursor is not None:
-        query = query.where(tuple_(tasks.c.created_at, tasks.c.id) < decode_cursor(cursor))
-    rows = (await session.execute(query)).all()
+    rows = (await session.execute(newest_first_page(query, tasks, limit, cursor))).all()
     items = [_task(row) for row in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        next_cursor = encode_cursor(items[-1].created_at, items[-1].id)
-    return Page[TaskOut](items=items, next_cursor=next_cursor)
+    return Page[TaskOut](items=items, next_cursor=next_cursor(rows, limit))
 
 
 @router.get("/{task_id}")
