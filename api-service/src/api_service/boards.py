@@ -16,7 +16,7 @@ from api_service.errors import BoardNotFound
 from api_service.models import boards, members
 from api_service.outbox import Event, append_events, board_channel, user_channel
 from api_service.pagination import Cursor, Limit, newest_first_page, next_cursor
-from api_service.schemas import BoardCreate, BoardOut, BoardUpdate, MemberOut, Page
+from api_service.schemas import Board, BoardCreate, BoardOut, BoardUpdate, MemberOut, Page
 from servicekit.db import SessionDep
 from servicekit.errors import PreconditionFailed
 
@@ -24,8 +24,7 @@ router = APIRouter(prefix="/api/boards", tags=["boards"])
 
 
 def board_data(row: Any) -> dict[str, Any]:
-    """A board as it appears in events: without `role`, which depends on who reads it."""
-    return BoardOut(**row._mapping, role="owner").model_dump(mode="json", exclude={"role"})
+    return Board.model_validate(row._mapping).model_dump(mode="json")
 
 
 def member_data(board_id: uuid.UUID, member: MemberOut) -> dict[str, Any]:

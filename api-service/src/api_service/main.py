@@ -13,7 +13,8 @@ from api_service.config import Settings
 from api_service.outbox import prune_events
 from servicekit.app import create_service_app
 from servicekit.db import Database
-from servicekit.jwks import KeySet, TokenVerifier, http_jwks_fetcher
+from servicekit.jwks import KeySet, http_jwks_fetcher
+from servicekit.security import token_verifier_for
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with httpx.AsyncClient() as http:
             keys = KeySet(http_jwks_fetcher(settings.jwks_url, http))
             app.state.db = database
-            app.state.token_verifier = TokenVerifier(
-                keys,
-                audience=settings.jwt_audience,
-                issuer=settings.jwt_issuer,
-                leeway=settings.jwt_leeway_seconds,
-            )
+            app.state.token_verifier = token_verifier_for(settings, keys)
             app.state.health.add_check("database", database.check)
             app.state.health.add_check("jwks", keys.ensure_loaded)
             pruner = asyncio.create_task(prune_events_periodically(database, settings))

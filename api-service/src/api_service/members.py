@@ -3,6 +3,7 @@ import uuid
 from fastapi import APIRouter, status
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api_service.access import OWNERS, UserId, board_role, require_role
 from api_service.boards import member_data
@@ -29,7 +30,7 @@ async def list_members(
     return [MemberOut(**row._mapping) for row in rows]
 
 
-async def _other_owners(session: SessionDep, board_id: uuid.UUID, member_id: uuid.UUID) -> int:
+async def _other_owners(session: AsyncSession, board_id: uuid.UUID, member_id: uuid.UUID) -> int:
     count = await session.scalar(
         select(func.count()).where(
             members.c.board_id == board_id,

@@ -31,13 +31,19 @@ class BoardUpdate(StrictModel):
     _name_not_null = field_validator("name", mode="before")(_reject_null)
 
 
-class BoardOut(BaseModel):
+class Board(BaseModel):
+    """A board as events carry it: the same for every reader."""
+
     id: uuid.UUID
     name: str
     created_at: datetime
     updated_at: datetime
     version: int
+
+
+class BoardOut(Board):
     role: Role
+    """The caller's role on the board."""
 
 
 class MemberPut(StrictModel):

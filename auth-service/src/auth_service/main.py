@@ -9,7 +9,7 @@ from auth_service.keys import SigningKeys
 from auth_service.passwords import PasswordHasher
 from servicekit.app import create_service_app
 from servicekit.db import Database
-from servicekit.jwks import TokenVerifier
+from servicekit.security import token_verifier_for
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -24,12 +24,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.signing_keys = signing_keys
         app.state.passwords = PasswordHasher(settings.password_hash_concurrency)
         # auth-service verifies its own tokens from the database's key set, not over HTTP.
-        app.state.token_verifier = TokenVerifier(
-            signing_keys.keyset,
-            audience=settings.jwt_audience,
-            issuer=settings.jwt_issuer,
-            leeway=settings.jwt_leeway_seconds,
-        )
+        app.state.token_verifier = token_verifier_for(settings, signing_keys.keyset)
         app.state.health.add_check("database", database.check)
         app.state.health.add_check("signing_keys", signing_keys.keyset.ensure_loaded)
         try:

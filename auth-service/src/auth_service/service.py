@@ -77,28 +77,32 @@ class AuthService:
         return user
 
     async def login(self, email: str, password: str) -> TokenPair:
-        if len(email) > MAX_EMAIL_CHARS or len(password) > MAX_PASSWORD_CHARS:
-            # No account can match, and hashing megabytes of input is a denial of service.
-            metrics.LOGINS.labels(outcome="invalid_credentials").inc()
-            raise invalid_grant()
-        user = await self.session.scalar(
-            select(User).where(func.lower(User.email) == email.lower())
-        )
+        user = await self._authenticate(email, password)
         if user is None:
-            await self.passwords.verify_dummy(password)
             metrics.LOGINS.labels(outcome="invalid_credentials").inc()
             raise invalid_grant()
-        matches, updated_hash = await self.passwords.verify(password, user.password_hash)
-        if not matches:
-            metrics.LOGINS.labels(outcome="invalid_credentials").inc()
-            raise invalid_grant()
-        if updated_hash is not None:
-            user.password_hash = updated_hash
         login_session = LoginSession(id=uuid.uuid4(), user_id=user.id)
         self.session.add(login_session)
         await self.session.flush()
         metrics.LOGINS.labels(outcome="success").inc()
         return await self._issue(user.id, login_session.id, grant="password")
+
+    async def _authenticate(self, email: str, password: str) -> User | None:
+        if len(email) > MAX_EMAIL_CHARS or len(password) > MAX_PASSWORD_CHARS:
+            # No account can match, and hashing megabytes of input is a denial of service.
+            return None
+        user = await self.session.scalar(
+            select(User).where(func.lower(User.email) == email.lower())
+        )
+        if user is None:
+            await self.passwords.verify_dummy(password)
+            return None
+        matches, updated_hash = await self.passwords.verify(password, user.password_hash)
+        if not matches:
+            return None
+        if updated_hash is not None:
+            user.password_hash = updated_hash
+        return user
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         token_hash = hash_refresh_token(refresh_token)
@@ -153,6 +157,8 @@ class AuthService:
         self, user_id: uuid.UUID, session_id: str | None, request: UpdateMeRequest
     ) -> User:
         user = await self.get_user(user_id)
+        if request.display_name is None and request.password is None:
+            return user
         if request.display_name is not None:
             user.display_name = request.display_name
         if request.password is not None:

@@ -7,8 +7,9 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from servicekit.errors import InvalidToken, NotAuthenticated
-from servicekit.jwks import AccessClaims, TokenVerifier
+from servicekit.jwks import AccessClaims, KeySet, TokenVerifier
 from servicekit.jwt import InvalidTokenError
+from servicekit.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -16,9 +17,14 @@ logger = logging.getLogger(__name__)
 bearer_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
 
-def token_verifier(request: Request) -> TokenVerifier:
-    verifier: TokenVerifier = request.app.state.token_verifier
-    return verifier
+def token_verifier_for(settings: ServiceSettings, keys: KeySet) -> TokenVerifier:
+    """The verifier a service keeps at `app.state.token_verifier` for `CurrentClaims`."""
+    return TokenVerifier(
+        keys,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+        leeway=settings.jwt_leeway_seconds,
+    )
 
 
 async def current_claims(
@@ -26,8 +32,9 @@ async def current_claims(
 ) -> AccessClaims:
     if token is None:
         raise NotAuthenticated()
+    verifier: TokenVerifier = request.app.state.token_verifier
     try:
-        return await token_verifier(request).verify(token)
+        return await verifier.verify(token)
     except InvalidTokenError as exc:
         logger.info("token rejected", extra={"reason": str(exc)})
         raise InvalidToken() from exc

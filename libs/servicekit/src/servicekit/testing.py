@@ -9,11 +9,12 @@ import json
 import os
 import socket
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 from cryptography.hazmat.primitives import hashes, serialization
@@ -80,43 +81,47 @@ async def uvicorn_process(
     """A real uvicorn process serving `app` on 127.0.0.1; yields its base URL once `ready_path`
     answers 200, and stops it (SIGTERM, then SIGKILL) on exit."""
     port = port or free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "uvicorn",
-        app,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
     base_url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as client:
-            for _ in range(300):
-                if process.returncode is not None:
-                    stderr = await process.stderr.read() if process.stderr else b""
-                    raise RuntimeError(f"{app} exited early: {stderr.decode()[-2000:]}")
+    # Its output goes to a file, not a pipe: nobody reads a pipe while the server runs, and a
+    # full pipe would block the server on its next log line.
+    with tempfile.TemporaryFile() as log:
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)),
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=log,
+        )
+        try:
+            await _wait_until_ready(process, f"{base_url}{ready_path}", log)
+            yield base_url
+        finally:
+            if process.returncode is None:
+                process.terminate()
                 try:
-                    if (await client.get(base_url + ready_path)).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.05)
-            else:
-                raise TimeoutError(f"{app} did not become ready")
-        yield base_url
-    finally:
-        if process.returncode is None:
-            process.terminate()
+                    await asyncio.wait_for(process.wait(), 10)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+
+
+READY_TIMEOUT_SECONDS = 15.0
+
+
+async def _wait_until_ready(process: asyncio.subprocess.Process, url: str, log: IO[bytes]) -> None:
+    deadline = asyncio.get_running_loop().time() + READY_TIMEOUT_SECONDS
+    async with httpx.AsyncClient() as client:
+        while asyncio.get_running_loop().time() < deadline:
+            if process.returncode is not None:
+                log.seek(0)
+                output = log.read().decode(errors="replace")
+                raise RuntimeError(f"{url} exited early: {output[-2000:]}")
             try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+                if (await client.get(url)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"{url} did not become ready within {READY_TIMEOUT_SECONDS} s")
 
 
 @asynccontextmanager
