@@ -4,16 +4,25 @@ import uuid
 from typing import Annotated
 
 from fastapi import Depends
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, select
 
 from api_service.errors import BoardNotFound
 from api_service.models import boards, members
+from servicekit.db import Connection, Statement
 from servicekit.errors import Forbidden
 from servicekit.security import CurrentClaims
 
 WRITERS = frozenset({"owner", "editor"})
 OWNERS = frozenset({"owner"})
+
+LOCK_BOARD = Statement.of(
+    select(boards.c.id).where(boards.c.id == bindparam("board_id")).with_for_update()
+)
+MEMBER_ROLE = Statement.of(
+    select(members.c.role).where(
+        members.c.board_id == bindparam("board_id"), members.c.user_id == bindparam("user_id")
+    )
+)
 
 
 async def current_user_id(claims: CurrentClaims) -> uuid.UUID:
@@ -24,7 +33,7 @@ UserId = Annotated[uuid.UUID, Depends(current_user_id)]
 
 
 async def board_role(
-    session: AsyncSession, board_id: uuid.UUID, user_id: uuid.UUID, *, lock: bool = False
+    db: Connection, board_id: uuid.UUID, user_id: uuid.UUID, *, lock: bool = False
 ) -> str:
     """The caller's role on the board; 404 when the board does not exist or they are not a
     member (existence is not revealed).
@@ -34,10 +43,8 @@ async def board_role(
     statement would see the membership as it was before the wait.
     """
     if lock:
-        await session.execute(select(boards.c.id).where(boards.c.id == board_id).with_for_update())
-    role: str | None = await session.scalar(
-        select(members.c.role).where(members.c.board_id == board_id, members.c.user_id == user_id)
-    )
+        await db.fetchval(LOCK_BOARD, board_id=board_id)
+    role: str | None = await db.fetchval(MEMBER_ROLE, board_id=board_id, user_id=user_id)
     if role is None:
         raise BoardNotFound()
     return role

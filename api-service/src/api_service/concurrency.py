@@ -4,8 +4,9 @@ import re
 from typing import Annotated, Any
 
 from fastapi import Header, Response
-from sqlalchemy import Table, Update, delete, func, update
-from sqlalchemy.sql.dml import ReturningDelete
+from sqlalchemy import ARRAY, Integer, Table, any_, bindparam, delete, func, or_, update
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.dml import ReturningDelete, ReturningUpdate
 
 from api_service.errors import InvalidIfMatch
 
@@ -14,16 +15,16 @@ _ENTITY_TAG = re.compile(r'\s*"(\d{1,9})"\s*')
 IfMatch = Annotated[str | None, Header(max_length=1000)]
 
 
-def expected_versions(if_match: str | None) -> set[int] | None:
+def expected_versions(if_match: str | None) -> list[int] | None:
     """The versions the client accepts; None when it sent no precondition (or `*`)."""
     if if_match is None or if_match.strip() == "*":
         return None
-    versions = set()
+    versions = []
     for tag in if_match.split(","):
         matched = _ENTITY_TAG.fullmatch(tag)
         if matched is None:
             raise InvalidIfMatch()
-        versions.add(int(matched.group(1)))
+        versions.append(int(matched.group(1)))
     return versions
 
 
@@ -31,26 +32,26 @@ def set_etag(response: Response, version: int) -> None:
     response.headers["ETag"] = f'"{version}"'
 
 
-def versioned_update(
-    table: Table, row_id: object, changes: dict[str, object], versions: set[int] | None
-) -> Update:
-    """UPDATE ... RETURNING the row, bumping its version; it matches no row when the version is
-    not one the client expects (the caller answers 412)."""
-    statement = (
+def _version_matches(table: Table) -> ColumnElement[bool]:
+    """True when the `versions` parameter is null (no If-Match) or holds the row's version."""
+    versions = bindparam("versions", type_=ARRAY(Integer))
+    return or_(versions.is_(None), table.c.version == any_(versions))
+
+
+def versioned_update(table: Table, values: dict[str, Any]) -> ReturningUpdate[Any]:
+    """UPDATE the row `id`, bumping its version, RETURNING it; it matches no row when the
+    version is not one the client expects (the caller answers 412)."""
+    return (
         update(table)
-        .where(table.c.id == row_id)
-        .values(**changes, version=table.c.version + 1, updated_at=func.now())
+        .where(table.c.id == bindparam("id"), _version_matches(table))
+        .values(**values, version=table.c.version + 1, updated_at=func.now())
         .returning(table)
     )
-    if versions is not None:
-        statement = statement.where(table.c.version.in_(versions))
-    return statement
 
 
-def versioned_delete(
-    table: Table, row_id: object, versions: set[int] | None
-) -> ReturningDelete[tuple[Any]]:
-    statement = delete(table).where(table.c.id == row_id).returning(table.c.id)
-    if versions is not None:
-        statement = statement.where(table.c.version.in_(versions))
-    return statement
+def versioned_delete(table: Table) -> ReturningDelete[Any]:
+    return (
+        delete(table)
+        .where(table.c.id == bindparam("id"), _version_matches(table))
+        .returning(table.c.id)
+    )

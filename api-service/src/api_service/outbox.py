@@ -18,9 +18,10 @@ from datetime import timedelta
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import event, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm import Session
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from servicekit.db import Connection, Statement
 
 logger = logging.getLogger(__name__)
 
@@ -46,19 +47,21 @@ EVENTS_WRITTEN = Counter("api_events_written", "Events committed to the outbox",
 for event_type in EVENT_TYPES:
     EVENTS_WRITTEN.labels(type=event_type)
 
-_APPEND_EVENTS = text(
-    """
-    WITH commit_order AS (SELECT pg_advisory_xact_lock(:lock_key)),
-    appended AS (
-        INSERT INTO api.events (channel, type, data, actor_id)
-        SELECT e ->> 'channel', e ->> 'type', e -> 'data', CAST(:actor_id AS uuid)
-        FROM commit_order,
-            jsonb_array_elements(CAST(:events AS jsonb)) WITH ORDINALITY AS x(e, n)
-        ORDER BY n
-        RETURNING id
+_APPEND_EVENTS = Statement.of(
+    text(
+        """
+        WITH commit_order AS (SELECT pg_advisory_xact_lock(:lock_key)),
+        appended AS (
+            INSERT INTO api.events (channel, type, data, actor_id)
+            SELECT e ->> 'channel', e ->> 'type', e -> 'data', CAST(:actor_id AS uuid)
+            FROM commit_order,
+                jsonb_array_elements(CAST(:events AS jsonb)) WITH ORDINALITY AS x(e, n)
+            ORDER BY n
+            RETURNING id
+        )
+        SELECT pg_notify(:notify_channel, max(id)::text) FROM appended
+        """
     )
-    SELECT pg_notify(:notify_channel, max(id)::text) FROM appended
-    """
 )
 
 
@@ -77,34 +80,27 @@ def user_channel(user_id: uuid.UUID) -> str:
     return f"user:{user_id}"
 
 
-async def append_events(session: AsyncSession, actor_id: uuid.UUID, events: list[Event]) -> None:
+async def append_events(db: Connection, actor_id: uuid.UUID, events: list[Event]) -> None:
     """Append events to the outbox. Call it as the transaction's last statement: the
     commit-order lock it takes is held until commit, so anything after it lengthens the
     serialised section."""
     payload = json.dumps(
         [{"channel": e.channel, "type": e.type, "data": e.data} for e in events], default=str
     )
-    await session.execute(
+    await db.fetchval(
         _APPEND_EVENTS,
-        {
-            "lock_key": _COMMIT_ORDER_LOCK,
-            "notify_channel": NOTIFY_CHANNEL,
-            "actor_id": str(actor_id),
-            "events": payload,
-        },
+        lock_key=_COMMIT_ORDER_LOCK,
+        notify_channel=NOTIFY_CHANNEL,
+        actor_id=str(actor_id),
+        events=payload,
     )
-    session.sync_session.info.setdefault("event_types", []).extend(e.type for e in events)
+    types = [e.type for e in events]
+    db.after_commit(lambda: _count_written(types))
 
 
-@event.listens_for(Session, "after_commit")
-def _count_committed_events(session: Session) -> None:
-    for event_type in session.info.pop("event_types", ()):
+def _count_written(types: list[str]) -> None:
+    for event_type in types:
         EVENTS_WRITTEN.labels(type=event_type).inc()
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_rolled_back_events(session: Session) -> None:
-    session.info.pop("event_types", None)
 
 
 async def prune_events(engine: AsyncEngine, retention: timedelta) -> int:

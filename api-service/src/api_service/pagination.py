@@ -4,16 +4,19 @@ import base64
 import binascii
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Query
-from sqlalchemy import Row, Select, Table, tuple_
+from sqlalchemy import DateTime, Select, Table, Uuid, bindparam, tuple_
 
 from api_service.errors import InvalidCursor
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Items per page")]
 Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor of the last page")]
+
+# The position before the newest row, so that the first page is the same query as the others.
+_START = (datetime(9999, 12, 31, tzinfo=UTC), uuid.UUID(int=(1 << 128) - 1))
 
 
 def encode_cursor(created_at: datetime, item_id: uuid.UUID) -> str:
@@ -21,7 +24,9 @@ def encode_cursor(created_at: datetime, item_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+def decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID]:
+    if cursor is None:
+        return _START
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created_at_text, item_id_text = raw.split("|")
@@ -34,19 +39,29 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     return created_at, item_id
 
 
-def newest_first_page(
-    query: Select[Any], table: Table, limit: int, cursor: str | None
-) -> Select[Any]:
-    """`query` restricted to one page: newest first, after the cursor, one extra row to tell
-    whether another page follows."""
-    query = query.order_by(table.c.created_at.desc(), table.c.id.desc()).limit(limit + 1)
-    if cursor is not None:
-        query = query.where(tuple_(table.c.created_at, table.c.id) < decode_cursor(cursor))
-    return query
+def newest_first_page(query: Select[Any], table: Table) -> Select[Any]:
+    """`query` restricted to one page: newest first, after the position given by the
+    parameters `after_created_at` and `after_id`, at most `limit` rows."""
+    after = tuple_(
+        bindparam("after_created_at", type_=DateTime(timezone=True)),
+        bindparam("after_id", type_=Uuid),
+    )
+    return (
+        query.where(tuple_(table.c.created_at, table.c.id) < after)
+        .order_by(table.c.created_at.desc(), table.c.id.desc())
+        .limit(bindparam("limit"))
+    )
 
 
-def next_cursor(rows: Sequence[Row[Any]], limit: int) -> str | None:
+def page_params(limit: int, cursor: str | None) -> dict[str, Any]:
+    """Parameters for `newest_first_page`: one row more than the page, to tell whether another
+    page follows."""
+    after_created_at, after_id = decode_cursor(cursor)
+    return {"after_created_at": after_created_at, "after_id": after_id, "limit": limit + 1}
+
+
+def next_cursor(rows: Sequence[Any], limit: int) -> str | None:
     if len(rows) <= limit:
         return None
     last = rows[limit - 1]
-    return encode_cursor(last.created_at, last.id)
+    return encode_cursor(last["created_at"], last["id"])

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 from pydantic import Field
-from sqlalchemy import text
+from sqlalchemy import bindparam, column, select, table, text
 
 from servicekit.app import create_service_app
-from servicekit.db import Database, SessionDep
+from servicekit.db import Database, SessionDep, Statement, TransactionDep
 from servicekit.errors import Conflict
 from servicekit.logging import JsonFormatter
 from servicekit.schemas import StrictModel
@@ -37,6 +37,19 @@ async def create_note(body: NoteIn, session: SessionDep) -> dict[str, str]:
         raise Conflict("refused after writing")
     if body.text == "crash":
         raise RuntimeError("secret internals")
+    return {"text": body.text}
+
+
+INSERT_NOTE = Statement.of(text("INSERT INTO notes (body) VALUES (:body)"))
+COMMITTED: list[str] = []
+
+
+@router.post("/raw-notes", status_code=201)
+async def create_raw_note(body: NoteIn, db: TransactionDep) -> dict[str, str]:
+    await db.fetchval(INSERT_NOTE, body=body.text)
+    db.after_commit(lambda: COMMITTED.append(body.text))
+    if body.text == "conflict":
+        raise Conflict("refused after writing")
     return {"text": body.text}
 
 
@@ -89,6 +102,35 @@ async def test_session_rolls_back_on_service_error(app: FastAPI, client: httpx.A
     assert response.status_code == 409
     assert response.json() == {"error": "conflict", "detail": "refused after writing"}
     assert await count_notes(app, "conflict") == 0
+
+
+async def test_transaction_commits_then_runs_after_commit_callbacks(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    response = await client.post("/kit/raw-notes", json={"text": "raw kept"})
+    assert response.status_code == 201
+    assert await count_notes(app, "raw kept") == 1
+    assert "raw kept" in COMMITTED
+
+
+async def test_transaction_rolls_back_and_skips_callbacks_on_error(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    response = await client.post("/kit/raw-notes", json={"text": "conflict"})
+    assert response.status_code == 409
+    assert await count_notes(app, "conflict") == 0
+    assert "conflict" not in COMMITTED
+
+
+def test_statement_binds_parameters_by_name_and_keeps_literals() -> None:
+    notes = table("notes", column("body"), column("kind"))
+    statement = Statement.of(
+        select(notes.c.body).where(notes.c.kind == "fixed", notes.c.body == bindparam("body"))
+    )
+    assert statement.sql.count("$") == 2
+    assert statement.args({"body": "x"}) == ["fixed", "x"]
+    with pytest.raises(KeyError):
+        statement.args({})
 
 
 async def test_unhandled_error_is_a_json_500_without_internals(

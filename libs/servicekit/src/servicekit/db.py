@@ -1,20 +1,35 @@
-"""Async engine, a per-request session that commits on success, and database admin helpers."""
+"""Async engine, per-request transactions that commit on success, and database admin helpers.
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+Ways to reach the database in a request, all on the one SQLAlchemy engine and its pool:
+- `SessionDep`, an ORM `AsyncSession` in a transaction: convenient, about 0.3 ms of CPU per
+  statement on the project machine;
+- `TransactionDep`, the pooled asyncpg connection itself in a transaction, running SQLAlchemy
+  Core statements compiled once at import (`Statement`): the hot paths, at a fraction of that;
+- `ReadsDep`, the same connection without BEGIN/COMMIT, for requests that only read.
+"""
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, cast
 
 import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from servicekit.settings import ServiceSettings
+
+_DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
 
 
 class Database:
@@ -52,6 +67,82 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function": the commit happens before the response is sent, so a failed commit is
 # reported to the client instead of being lost after a 2xx went out.
 SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A SQLAlchemy Core statement compiled once for asyncpg. Parameters are the statement's
+    `bindparam`s, passed by name at run time; literal values in it are bound as compiled."""
+
+    sql: str
+    param_names: tuple[str, ...]
+    literals: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, statement: ClauseElement) -> "Statement":
+        compiled = cast(SQLCompiler, statement.compile(dialect=_DIALECT))
+        literals = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
+        return cls(str(compiled), tuple(compiled.positiontup or ()), literals)
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        return [
+            params[name] if name in params else self.literals[name] for name in self.param_names
+        ]
+
+
+@dataclass
+class Connection:
+    """A request's pooled asyncpg connection: inside a transaction with `TransactionDep`,
+    one statement at a time with `ReadsDep`."""
+
+    connection: asyncpg.Connection
+    _after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the transaction has committed (never if it rolls back)."""
+        self._after_commit.append(callback)
+
+    async def fetch(self, statement: Statement, **params: Any) -> list[asyncpg.Record]:
+        rows: list[asyncpg.Record] = await self.connection.fetch(
+            statement.sql, *statement.args(params)
+        )
+        return rows
+
+    async def fetchrow(self, statement: Statement, **params: Any) -> asyncpg.Record | None:
+        row: asyncpg.Record | None = await self.connection.fetchrow(
+            statement.sql, *statement.args(params)
+        )
+        return row
+
+    async def fetchval(self, statement: Statement, **params: Any) -> Any:
+        return await self.connection.fetchval(statement.sql, *statement.args(params))
+
+
+async def _request_transaction(request: Request) -> AsyncIterator[Connection]:
+    database: Database = request.app.state.db
+    engine_connection: AsyncConnection
+    async with database.engine.connect() as engine_connection:
+        raw = await engine_connection.get_raw_connection()
+        db = Connection(raw.driver_connection)
+        async with db.connection.transaction():
+            yield db
+    for callback in db._after_commit:
+        callback()
+
+
+async def _request_reads(request: Request) -> AsyncIterator[Connection]:
+    database: Database = request.app.state.db
+    engine_connection: AsyncConnection
+    async with database.engine.connect() as engine_connection:
+        raw = await engine_connection.get_raw_connection()
+        yield Connection(raw.driver_connection)
+
+
+# scope="function" for the same reason as SessionDep: commit before the response goes out.
+TransactionDep = Annotated[Connection, Depends(_request_transaction, scope="function")]
+# Reads without BEGIN/COMMIT (two round trips fewer): each statement sees its own snapshot,
+# which is all a read of a board, a task or a page needs.
+ReadsDep = Annotated[Connection, Depends(_request_reads, scope="function")]
 
 
 def _asyncpg_dsn(url: str, database: str | None = None) -> str:

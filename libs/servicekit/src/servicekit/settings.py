@@ -12,8 +12,10 @@ class ServiceSettings(BaseSettings):
     service_name: str = "service"
     log_level: str = "INFO"
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/stack"
-    db_pool_size: int = 10
-    db_max_overflow: int = 10
+    # A fixed pool: overflow connections are opened and closed under load, and a connection
+    # costs a TLS handshake; past the pool, requests wait for a connection instead.
+    db_pool_size: int = 20
+    db_max_overflow: int = 0
     jwt_issuer: str = "http://127.0.0.1:8080/auth"
     jwt_audience: str = "stack"
     jwt_leeway_seconds: int = 30
