@@ -192,7 +192,17 @@ async def test_pruning_removes_only_old_events(
         )
     await create_task(client, board_id, owner)
 
+    async with app.state.db.engine.connect() as conn:
+        old_ids = list(
+            await conn.scalars(
+                text("SELECT id FROM api.events WHERE created_at < now() - interval '7 days'")
+            )
+        )
+
     deleted = await prune_events(app.state.db.engine, timedelta(days=7))
 
-    assert deleted >= 2
+    assert deleted == len(old_ids) >= 2
     assert (await count_board_rows(app, board_id))[1] == 1
+    async with app.state.db.engine.connect() as conn:
+        watermark = await conn.scalar(text("SELECT pruned_through FROM api.outbox_state"))
+    assert watermark == max(old_ids)

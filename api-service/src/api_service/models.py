@@ -2,6 +2,7 @@
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -80,4 +81,14 @@ events = Table(
     ),
 )
 Index("events_channel_id_idx", events.c.channel, events.c.id)
+
+# One row: the highest event id pruning has removed. A reader whose cursor is below it has
+# missed events for good and must start over (realtime answers `reset`).
+outbox_state = Table(
+    "outbox_state",
+    metadata,
+    Column("singleton", Boolean, primary_key=True, server_default=text("true")),
+    Column("pruned_through", BigInteger, nullable=False, server_default=text("0")),
+    CheckConstraint("singleton", name="outbox_state_singleton"),
+)
 Index("events_created_at_idx", events.c.created_at)

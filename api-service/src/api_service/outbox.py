@@ -115,12 +115,17 @@ async def prune_events(engine: AsyncEngine, retention: timedelta) -> int:
                 return deleted
             result = await conn.execute(
                 text(
-                    "DELETE FROM api.events WHERE id IN (SELECT id FROM api.events"
+                    "WITH pruned AS (DELETE FROM api.events WHERE id IN (SELECT id FROM api.events"
                     " WHERE created_at < now() - CAST(:retention AS interval)"
-                    " ORDER BY id LIMIT :batch)"
+                    " ORDER BY id LIMIT :batch) RETURNING id)"
+                    " UPDATE api.outbox_state SET pruned_through ="
+                    " GREATEST(pruned_through, (SELECT max(id) FROM pruned))"
+                    " WHERE EXISTS (SELECT 1 FROM pruned)"
+                    " RETURNING (SELECT count(*) FROM pruned)"
                 ),
                 {"retention": retention, "batch": _PRUNE_BATCH},
             )
-        deleted += result.rowcount
-        if result.rowcount < _PRUNE_BATCH:
+            batch_deleted = result.scalar() or 0
+        deleted += batch_deleted
+        if batch_deleted < _PRUNE_BATCH:
             return deleted
