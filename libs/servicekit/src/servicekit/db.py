@@ -9,6 +9,7 @@ Ways to reach the database in a request, all on the one SQLAlchemy engine and it
 """
 
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, cast
 
@@ -43,6 +44,14 @@ class Database:
             pool_recycle=3600,
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        """The asyncpg connection under a pooled connection, for as long as the block runs."""
+        engine_connection: AsyncConnection
+        async with self.engine.connect() as engine_connection:
+            raw = await engine_connection.get_raw_connection()
+            yield raw.driver_connection
 
     async def check(self) -> None:
         """A readiness check: raises unless the database answers."""
@@ -120,11 +129,9 @@ class Connection:
 
 async def _request_transaction(request: Request) -> AsyncIterator[Connection]:
     database: Database = request.app.state.db
-    engine_connection: AsyncConnection
-    async with database.engine.connect() as engine_connection:
-        raw = await engine_connection.get_raw_connection()
-        db = Connection(raw.driver_connection)
-        async with db.connection.transaction():
+    async with database.acquire() as connection:
+        db = Connection(connection)
+        async with connection.transaction():
             yield db
     for callback in db._after_commit:
         callback()
@@ -132,10 +139,8 @@ async def _request_transaction(request: Request) -> AsyncIterator[Connection]:
 
 async def _request_reads(request: Request) -> AsyncIterator[Connection]:
     database: Database = request.app.state.db
-    engine_connection: AsyncConnection
-    async with database.engine.connect() as engine_connection:
-        raw = await engine_connection.get_raw_connection()
-        yield Connection(raw.driver_connection)
+    async with database.acquire() as connection:
+        yield Connection(connection)
 
 
 # scope="function" for the same reason as SessionDep: commit before the response goes out.
@@ -145,7 +150,7 @@ TransactionDep = Annotated[Connection, Depends(_request_transaction, scope="func
 ReadsDep = Annotated[Connection, Depends(_request_reads, scope="function")]
 
 
-def _asyncpg_dsn(url: str, database: str | None = None) -> str:
+def asyncpg_dsn(url: str, database: str | None = None) -> str:
     parsed = make_url(url).set(drivername="postgresql")
     if database is not None:
         parsed = parsed.set(database=database)
@@ -157,7 +162,7 @@ async def ensure_database(url: str) -> bool:
     name = make_url(url).database
     if not name:
         raise ValueError("the database URL names no database")
-    conn = await asyncpg.connect(_asyncpg_dsn(url, "postgres"))
+    conn = await asyncpg.connect(asyncpg_dsn(url, "postgres"))
     try:
         if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             return False
@@ -172,7 +177,7 @@ async def ensure_database(url: str) -> bool:
 
 async def drop_database(url: str) -> None:
     name = make_url(url).database
-    conn = await asyncpg.connect(_asyncpg_dsn(url, "postgres"))
+    conn = await asyncpg.connect(asyncpg_dsn(url, "postgres"))
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

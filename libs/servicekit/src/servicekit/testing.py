@@ -74,6 +74,16 @@ def free_port() -> int:
         return port
 
 
+def _open_log(app: str, port: int) -> IO[bytes]:
+    """Where a server's output goes: a file, not a pipe (nobody reads a pipe while the server
+    runs, and a full pipe would block the server on its next log line). Set TEST_LOG_DIR to
+    keep the files; the caller closes it."""
+    log_dir = os.environ.get("TEST_LOG_DIR")
+    if log_dir:
+        return (Path(log_dir) / f"{app.split('.')[0]}-{port}.log").open("w+b")
+    return tempfile.TemporaryFile()
+
+
 @asynccontextmanager
 async def uvicorn_process(
     app: str, env: Mapping[str, str], *, port: int | None = None, ready_path: str = "/readyz"
@@ -82,9 +92,7 @@ async def uvicorn_process(
     answers 200, and stops it (SIGTERM, then SIGKILL) on exit."""
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
-    # Its output goes to a file, not a pipe: nobody reads a pipe while the server runs, and a
-    # full pipe would block the server on its next log line.
-    with tempfile.TemporaryFile() as log:
+    with _open_log(app, port) as log:
         process = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)),
             env={**os.environ, **env},

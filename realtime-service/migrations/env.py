@@ -1,0 +1,4 @@
+from realtime_service.models import SCHEMA, metadata
+from servicekit.migrations import run_migrations_online
+
+run_migrations_online(metadata, SCHEMA)

@@ -1,0 +1,140 @@
+"""Server-Sent Events: `GET /realtime/sse?channels=...`."""
+
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from realtime_service import metrics
+from realtime_service.config import Settings
+from realtime_service.events import (
+    InvalidChannel,
+    LogEvent,
+    channel_name,
+    parse_channel,
+    sse_control,
+)
+from realtime_service.hub import Hub, Subscriber
+from realtime_service.identity import identify
+from realtime_service.subscriptions import Opened, open_channels
+from realtime_service.tickets import Identity
+from servicekit.db import Database
+from servicekit.errors import ServiceError
+
+router = APIRouter(prefix="/realtime", tags=["realtime"])
+
+TOKEN_EXPIRED = 4001
+
+
+class InvalidChannels(ServiceError):
+    status_code = 422
+    error = "invalid_channels"
+    default_detail = "channels must be a comma-separated list of board:<uuid> or user:<uuid>"
+
+
+class InvalidLastEventId(ServiceError):
+    status_code = 422
+    error = "invalid_last_event_id"
+    default_detail = "Last-Event-ID must be a non-negative event id"
+
+
+def parse_channels(raw: str, limit: int) -> list[str]:
+    names = [part for part in raw.split(",") if part.strip()]
+    if not names or len(names) > limit:
+        raise InvalidChannels(f"Give between 1 and {limit} channels")
+    try:
+        return sorted({channel_name(*parse_channel(name)) for name in names})
+    except InvalidChannel as exc:
+        raise InvalidChannels(str(exc)) from exc
+
+
+def parse_last_event_id(header: str | None, query: str | None) -> int | None:
+    raw = header if header is not None else query
+    if raw is None:
+        return None
+    if not raw.isdigit() or len(raw) > 19:
+        raise InvalidLastEventId()
+    return int(raw)
+
+
+@router.get(
+    "/sse",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "The event stream"}},
+)
+async def sse(
+    request: Request,
+    channels: Annotated[str, Query(max_length=2000, description="board:<id>,user:<id>,...")],
+    last_event_id: Annotated[str | None, Query(max_length=20)] = None,
+    ticket: Annotated[str | None, Query(max_length=4096)] = None,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    """Events of the given channels. Resume with `Last-Event-ID` (header, or `last_event_id`)."""
+    settings: Settings = request.app.state.settings
+    identity = await identify(request, ticket)
+    names = parse_channels(channels, settings.max_channels)
+    cursor = parse_last_event_id(last_event_id_header, last_event_id)
+    hub: Hub = request.app.state.hub
+    database: Database = request.app.state.db
+    subscriber = Subscriber(identity.user_id, "sse", settings.queue_limit)
+    try:
+        async with database.acquire() as connection:
+            opened = await open_channels(hub, connection, subscriber, names, cursor)
+    except BaseException:
+        hub.remove(subscriber)
+        raise
+    return StreamingResponse(
+        _stream(hub, subscriber, identity, opened, settings),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _deliver(events: list[LogEvent], after: int) -> tuple[bytes, int]:
+    now = time.time()
+    frames = []
+    for event in events:
+        if event.id > after:
+            frames.append(event.sse)
+            after = event.id
+            metrics.DELIVERY_LATENCY.observe(max(0.0, now - event.committed_at))
+    metrics.EVENTS_DELIVERED.labels(transport="sse").inc(len(frames))
+    return b"".join(frames), after
+
+
+async def _stream(
+    hub: Hub, subscriber: Subscriber, identity: Identity, opened: Opened, settings: Settings
+) -> AsyncIterator[bytes]:
+    metrics.CONNECTIONS.labels(transport="sse").inc()
+    ends_at = identity.expires_at - settings.sse_expiry_margin_seconds
+    last_sent = 0
+    try:
+        yield f"retry: {settings.sse_retry_ms}\n\n".encode()
+        if opened.reset:
+            yield sse_control("reset", {"reason": "the cursor is outside the event log"})
+        frames, last_sent = _deliver(opened.replay, last_sent)
+        yield frames + sse_control("ready", {"channels": sorted(subscriber.channels)})
+        while True:
+            remaining = ends_at - time.time()
+            if remaining <= 0:
+                subscriber.close(TOKEN_EXPIRED, "token expired: reconnect with a new ticket")
+            await subscriber.wait(min(settings.heartbeat_seconds, max(remaining, 0.0)))
+            events = [item for item in subscriber.take() if isinstance(item, LogEvent)]
+            frames, last_sent = _deliver(events, last_sent)
+            if subscriber.close_reason is not None:
+                code, reason = subscriber.close_reason
+                metrics.DISCONNECTS.labels(transport="sse", code=str(code)).inc()
+                yield frames + sse_control("disconnect", {"code": code, "reason": reason})
+                return
+            revoked = subscriber.take_revoked()
+            if revoked:
+                metrics.DISCONNECTS.labels(transport="sse", code="4403").inc()
+                reason = f"access to {', '.join(revoked)} ended"
+                yield frames + sse_control("disconnect", {"code": 4403, "reason": reason})
+                return
+            yield frames or b": heartbeat\n\n"
+    finally:
+        hub.remove(subscriber)
+        metrics.CONNECTIONS.labels(transport="sse").dec()

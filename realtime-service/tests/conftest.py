@@ -1,0 +1,241 @@
+"""Real processes on one fresh database: auth-service (for the JWKS), api-service (the writes),
+and realtime-service; clients speak real HTTP and WebSocket to them."""
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from servicekit.db import asyncpg_dsn
+from servicekit.jwt import SigningKey, encode_access_token, load_signing_key
+from servicekit.testing import fresh_database, uvicorn_process
+
+ROOT = Path(__file__).parents[2]
+MIGRATIONS = [ROOT / f"{name}-service" / "migrations" for name in ("auth", "api", "realtime")]
+ISSUER, AUDIENCE = "http://127.0.0.1:8080/auth", "stack"
+ORIGIN = "http://127.0.0.1:8080"
+
+
+@dataclass
+class Stack:
+    database_url: str
+    auth_url: str
+    api_url: str
+    realtime_url: str
+    key: SigningKey
+    env: dict[str, str] = field(default_factory=dict)
+
+    def token(self, user_id: uuid.UUID, ttl: float = 600) -> str:
+        now = time.time()
+        claims = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": str(user_id),
+            "sid": str(uuid.uuid4()),
+            "jti": uuid.uuid4().hex,
+            "iat": int(now),
+            "exp": int(now + ttl),
+        }
+        return encode_access_token(claims, self.key)
+
+    def headers(self, user_id: uuid.UUID, ttl: float = 600) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user_id, ttl)}"}
+
+
+@pytest.fixture(scope="session")
+async def stack() -> AsyncIterator[Stack]:
+    async with fresh_database("realtime", MIGRATIONS) as url:
+        env = {"DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
+        async with uvicorn_process("auth_service.main:app", env) as auth_url:
+            connection = await asyncpg.connect(asyncpg_dsn(url))
+            pem = await connection.fetchval("SELECT private_pem FROM auth.signing_keys")
+            await connection.close()
+            env["JWKS_URL"] = f"{auth_url}/auth/.well-known/jwks.json"
+            realtime_env = {**env, "WS_AUTH_TIMEOUT_SECONDS": "1", "POLL_INTERVAL_SECONDS": "0.5"}
+            async with (
+                uvicorn_process("api_service.main:app", env) as api_url,
+                uvicorn_process("realtime_service.main:app", realtime_env) as realtime_url,
+            ):
+                yield Stack(url, auth_url, api_url, realtime_url, load_signing_key(pem), env)
+
+
+RealtimeFactory = Callable[..., AbstractAsyncContextManager[str]]
+
+
+@pytest.fixture
+def realtime_process(stack: Stack) -> RealtimeFactory:
+    """Another realtime-service process on the same database, with extra settings."""
+
+    def start(**settings: str) -> AbstractAsyncContextManager[str]:
+        return uvicorn_process("realtime_service.main:app", {**stack.env, **settings})
+
+    return start
+
+
+@pytest.fixture
+async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=10) as client:
+        yield client
+
+
+class Board:
+    def __init__(self, stack: Stack, client: httpx.AsyncClient, owner: uuid.UUID, board_id: str):
+        self.stack, self.client, self.owner, self.id = stack, client, owner, board_id
+        self.channel = f"board:{board_id}"
+
+    async def add(self, user: uuid.UUID, role: str) -> None:
+        response = await self.client.put(
+            f"/api/boards/{self.id}/members/{user}",
+            json={"role": role},
+            headers=self.stack.headers(self.owner),
+        )
+        assert response.status_code == 200, response.text
+
+    async def remove(self, user: uuid.UUID) -> None:
+        response = await self.client.delete(
+            f"/api/boards/{self.id}/members/{user}", headers=self.stack.headers(self.owner)
+        )
+        assert response.status_code == 204, response.text
+
+    async def create_task(self, title: str = "task") -> dict[str, Any]:
+        response = await self.client.post(
+            f"/api/boards/{self.id}/tasks",
+            json={"title": title},
+            headers=self.stack.headers(self.owner),
+        )
+        assert response.status_code == 201, response.text
+        task: dict[str, Any] = response.json()
+        return task
+
+    async def update_task(self, task_id: str, **fields: Any) -> None:
+        response = await self.client.patch(
+            f"/api/tasks/{task_id}", json=fields, headers=self.stack.headers(self.owner)
+        )
+        assert response.status_code == 200, response.text
+
+    async def delete_task(self, task_id: str) -> None:
+        response = await self.client.delete(
+            f"/api/tasks/{task_id}", headers=self.stack.headers(self.owner)
+        )
+        assert response.status_code == 204, response.text
+
+
+@pytest.fixture
+async def board(stack: Stack, api: httpx.AsyncClient) -> Board:
+    owner = uuid.uuid4()
+    response = await api.post("/api/boards", json={"name": "live"}, headers=stack.headers(owner))
+    assert response.status_code == 201, response.text
+    return Board(stack, api, owner, response.json()["id"])
+
+
+async def log_ids(stack: Stack, channel: str, after: int = 0) -> list[int]:
+    connection = await asyncpg.connect(asyncpg_dsn(stack.database_url))
+    try:
+        rows = await connection.fetch(
+            "SELECT id FROM api.events WHERE channel = $1 AND id > $2 ORDER BY id", channel, after
+        )
+    finally:
+        await connection.close()
+    return [row["id"] for row in rows]
+
+
+@dataclass
+class SseMessage:
+    event: str
+    data: Any
+    id: int | None
+
+
+class SseStream:
+    """A real SSE client over httpx: parses frames as they arrive."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self._lines = response.aiter_lines()
+
+    async def next(self, timeout: float = 5.0) -> SseMessage:
+        return await asyncio.wait_for(self._next(), timeout)
+
+    async def _next(self) -> SseMessage:
+        event, data, event_id = "message", [], None
+        async for line in self._lines:
+            if line == "":
+                if data:
+                    return SseMessage(event, json.loads("\n".join(data)), event_id)
+                event, event_id = "message", None
+            elif line.startswith(":") or line.startswith("retry:"):
+                continue
+            else:
+                name, _, value = line.partition(": ")
+                if name == "event":
+                    event = value
+                elif name == "data":
+                    data.append(value)
+                elif name == "id":
+                    event_id = int(value)
+        raise EOFError("stream ended")
+
+    async def until(self, event: str, timeout: float = 5.0) -> SseMessage:
+        while True:
+            message = await self.next(timeout)
+            if message.event == event:
+                return message
+
+
+@asynccontextmanager
+async def open_sse(
+    stack: Stack,
+    url: str,
+    *,
+    channels: list[str],
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> AsyncIterator[SseStream]:
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(10, read=30)) as client,
+        client.stream(
+            "GET",
+            f"{url}/realtime/sse",
+            params={"channels": ",".join(channels), **(params or {})},
+            headers=headers or {},
+        ) as response,
+    ):
+        assert response.status_code == 200, (await response.aread()).decode()
+        yield SseStream(response)
+
+
+async def ticket(stack: Stack, url: str, user: uuid.UUID, ttl: float = 600) -> str:
+    async with httpx.AsyncClient() as client:
+        response = await client.post(f"{url}/realtime/tickets", headers=stack.headers(user, ttl))
+    assert response.status_code == 201, response.text
+    value: str = response.json()["ticket"]
+    return value
+
+
+def ws_connect(url: str, *, ticket: str | None = None, origin: str | None = ORIGIN) -> connect:
+    target = url.replace("http://", "ws://") + "/realtime/ws"
+    if ticket is not None:
+        target += f"?ticket={ticket}"
+    return connect(target, origin=origin, open_timeout=5, max_size=None)  # type: ignore[arg-type]
+
+
+async def receive(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    return message
+
+
+async def receive_type(ws: ClientConnection, kind: str, timeout: float = 5.0) -> dict[str, Any]:
+    while True:
+        message = await receive(ws, timeout)
+        if message["type"] == kind:
+            return message
