@@ -2,7 +2,10 @@
 and realtime-service; clients speak real HTTP and WebSocket to them."""
 
 import asyncio
+import base64
 import json
+import os
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -18,7 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from servicekit.db import asyncpg_dsn
 from servicekit.jwt import SigningKey, encode_access_token, load_signing_key
-from servicekit.testing import fresh_database, uvicorn_process
+from servicekit.testing import ServiceProcess, fresh_database, uvicorn_process, uvicorn_service
 
 ROOT = Path(__file__).parents[2]
 MIGRATIONS = [ROOT / f"{name}-service" / "migrations" for name in ("auth", "api", "realtime")]
@@ -69,15 +72,15 @@ async def stack() -> AsyncIterator[Stack]:
                 yield Stack(url, auth_url, api_url, realtime_url, load_signing_key(pem), env)
 
 
-RealtimeFactory = Callable[..., AbstractAsyncContextManager[str]]
+RealtimeFactory = Callable[..., AbstractAsyncContextManager[ServiceProcess]]
 
 
 @pytest.fixture
 def realtime_process(stack: Stack) -> RealtimeFactory:
     """Another realtime-service process on the same database, with extra settings."""
 
-    def start(**settings: str) -> AbstractAsyncContextManager[str]:
-        return uvicorn_process("realtime_service.main:app", {**stack.env, **settings})
+    def start(**settings: str) -> AbstractAsyncContextManager[ServiceProcess]:
+        return uvicorn_service("realtime_service.main:app", {**stack.env, **settings})
 
     return start
 
@@ -239,3 +242,63 @@ async def receive_type(ws: ClientConnection, kind: str, timeout: float = 5.0) ->
         message = await receive(ws, timeout)
         if message["type"] == kind:
             return message
+
+
+class RawWebSocket:
+    """A minimal WebSocket client over a plain socket, for a client that stops reading: no
+    library buffers frames behind the test's back, and the receive buffer is tiny."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, url: str) -> "RawWebSocket":
+        host, port = url.removeprefix("http://").split(":")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        # A small limit: the StreamReader stops reading the socket past twice this.
+        reader, writer = await asyncio.open_connection(sock=sock, limit=2**16)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (
+                f"GET /realtime/ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                f"Sec-WebSocket-Version: 13\r\nOrigin: {ORIGIN}\r\n\r\n"
+            ).encode()
+        )
+        status = await reader.readuntil(b"\r\n\r\n")
+        assert status.startswith(b"HTTP/1.1 101"), status
+        return cls(reader, writer)
+
+    async def send_json(self, message: dict[str, Any]) -> None:
+        payload = json.dumps(message).encode()
+        mask = os.urandom(4)
+        header = bytes([0x81])
+        if len(payload) < 126:
+            header += bytes([0x80 | len(payload)])
+        else:
+            header += bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.writer.write(header + mask + masked)
+        await self.writer.drain()
+
+    async def read_frame(self) -> tuple[int, bytes]:
+        first, second = await self.reader.readexactly(2)
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(await self.reader.readexactly(2), "big")
+        elif length == 127:
+            length = int.from_bytes(await self.reader.readexactly(8), "big")
+        return first & 0x0F, await self.reader.readexactly(length)
+
+    async def close_code(self) -> int:
+        """Read (and drop) frames until the server's close frame; its code."""
+        while True:
+            opcode, payload = await self.read_frame()
+            if opcode == 0x8:
+                return int.from_bytes(payload[:2], "big")
+
+    def close(self) -> None:
+        self.writer.close()

@@ -13,6 +13,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -84,12 +85,18 @@ def _open_log(app: str, port: int) -> IO[bytes]:
     return tempfile.TemporaryFile()
 
 
+@dataclass(frozen=True)
+class ServiceProcess:
+    url: str
+    pid: int
+
+
 @asynccontextmanager
-async def uvicorn_process(
+async def uvicorn_service(
     app: str, env: Mapping[str, str], *, port: int | None = None, ready_path: str = "/readyz"
-) -> AsyncIterator[str]:
-    """A real uvicorn process serving `app` on 127.0.0.1; yields its base URL once `ready_path`
-    answers 200, and stops it (SIGTERM, then SIGKILL) on exit."""
+) -> AsyncIterator[ServiceProcess]:
+    """A real uvicorn process serving `app` on 127.0.0.1, once `ready_path` answers 200; it is
+    stopped (SIGTERM, then SIGKILL) on exit unless it has already ended."""
     port = port or free_port()
     base_url = f"http://127.0.0.1:{port}"
     with _open_log(app, port) as log:
@@ -101,7 +108,7 @@ async def uvicorn_process(
         )
         try:
             await _wait_until_ready(process, f"{base_url}{ready_path}", log)
-            yield base_url
+            yield ServiceProcess(base_url, process.pid)
         finally:
             if process.returncode is None:
                 process.terminate()
@@ -110,6 +117,15 @@ async def uvicorn_process(
                 except TimeoutError:
                     process.kill()
                     await process.wait()
+
+
+@asynccontextmanager
+async def uvicorn_process(
+    app: str, env: Mapping[str, str], *, port: int | None = None, ready_path: str = "/readyz"
+) -> AsyncIterator[str]:
+    """`uvicorn_service` for callers that need only its base URL."""
+    async with uvicorn_service(app, env, port=port, ready_path=ready_path) as service:
+        yield service.url
 
 
 READY_TIMEOUT_SECONDS = 15.0
