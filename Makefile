@@ -4,7 +4,7 @@ RUN := $(UV) run --frozen
 DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/stack
 export DATABASE_URL
 
-.PHONY: install fmt lint test migrate run-auth run-api bench
+.PHONY: install fmt lint test migrate run-auth run-api run-realtime bench
 
 install:
 	$(UV) sync --frozen
@@ -22,13 +22,17 @@ test: install
 	$(RUN) pytest
 
 migrate:
-	$(RUN) python -m servicekit.migrate auth-service/migrations api-service/migrations
+	$(RUN) python -m servicekit.migrate auth-service/migrations api-service/migrations \
+		realtime-service/migrations
 
 run-auth: migrate
 	$(RUN) uvicorn auth_service.main:app --host 127.0.0.1 --port 8001
 
 run-api: migrate
 	$(RUN) uvicorn api_service.main:app --host 127.0.0.1 --port 8002
+
+run-realtime: migrate
+	$(RUN) uvicorn realtime_service.main:app --host 127.0.0.1 --port 8003
 
 bench:
 	$(RUN) python -m bench.verify_tokens
