@@ -80,8 +80,11 @@ class Subscriber:
         """Until something is queued, a channel is revoked, the subscriber is closed, or
         `max_seconds` have passed."""
         if not self._queue and not self.revoked and self.close_reason is None:
+            # asyncio.timeout, not wait_for: wait_for makes a task per call, and this runs
+            # once per delivery per connection.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max_seconds)
+                async with asyncio.timeout(max_seconds):
+                    await self._wake.wait()
         self._wake.clear()
 
     def take(self) -> list[Item]:
