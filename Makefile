@@ -38,3 +38,4 @@ bench:
 	$(RUN) python -m bench.verify_tokens
 	$(RUN) python -m bench.login_throughput
 	$(RUN) python -m bench.api_throughput
+	$(RUN) python -m bench.realtime_fanout

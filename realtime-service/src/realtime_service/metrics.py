@@ -16,8 +16,17 @@ DISCONNECTS = Counter(
 )
 REPLAYS = Counter("realtime_replays", "Resumptions from a last event id", ["result"])
 
+# The close codes of DESIGN §7 that the server sends (SSE uses the same codes in `disconnect`).
+SERVER_CLOSE_CODES = {
+    "sse": (1012, 4001, 4002, 4403),
+    "ws": (1008, 1009, 1012, 4001, 4002, 4008, 4029, 4400, 4401, 4403),
+}
+
+# Every series exists from the start, so rates and ratios over them never come out empty.
 for transport in TRANSPORTS:
     CONNECTIONS.labels(transport=transport)
     EVENTS_DELIVERED.labels(transport=transport)
+    for code in SERVER_CLOSE_CODES[transport]:
+        DISCONNECTS.labels(transport=transport, code=str(code))
 for result in ("ok", "reset"):
     REPLAYS.labels(result=result)
