@@ -14,12 +14,13 @@ import json
 import logging
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
 
 from realtime_service.events import Ephemeral, LogEvent
+from servicekit.db import Database
 
 logger = logging.getLogger(__name__)
 
@@ -162,15 +163,18 @@ class Hub:
             subscriber.close(code, reason)
 
     async def replay(
-        self, connection: asyncpg.Connection, channels: list[str], after: int, through: int
-    ) -> list[LogEvent]:
-        """The events on `channels` with ids in (after, through], oldest first."""
-        events: list[LogEvent] = []
+        self, database: Database, channels: list[str], after: int, through: int
+    ) -> AsyncIterator[list[LogEvent]]:
+        """The events on `channels` with ids in (after, through], oldest first, in batches: a
+        cursor days old must not load the whole log, nor hold a pooled connection while a
+        slow client takes its batches."""
         while True:
-            rows = await connection.fetch(_SELECT_REPLAY, channels, after, through, _BATCH)
-            events.extend(LogEvent.from_row(**row) for row in rows)
+            async with database.acquire() as connection:
+                rows = await connection.fetch(_SELECT_REPLAY, channels, after, through, _BATCH)
+            if rows:
+                yield [LogEvent.from_row(**row) for row in rows]
             if len(rows) < _BATCH:
-                return events
+                return
             after = rows[-1]["id"]
 
     # Fan-out.

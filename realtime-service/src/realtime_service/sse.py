@@ -1,11 +1,12 @@
 """Server-Sent Events: `GET /realtime/sse?channels=...`."""
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from realtime_service import metrics
 from realtime_service.config import Settings
@@ -18,7 +19,7 @@ from realtime_service.events import (
 )
 from realtime_service.hub import Hub, Subscriber
 from realtime_service.identity import identify
-from realtime_service.subscriptions import Opened, open_channels
+from realtime_service.subscriptions import Opened, open_channels, replay
 from realtime_service.tickets import Identity
 from servicekit.db import Database
 from servicekit.errors import ServiceError
@@ -85,11 +86,30 @@ async def sse(
     except BaseException:
         hub.remove(subscriber)
         raise
-    return StreamingResponse(
-        _stream(hub, subscriber, identity, opened, settings),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    replayed = replay(hub, database, opened, names)
+    return EventStreamResponse(
+        _stream(subscriber, identity, opened, replayed, settings),
+        on_close=lambda: hub.remove(subscriber),
     )
+
+
+class EventStreamResponse(StreamingResponse):
+    """A `text/event-stream` response that always runs `on_close`, even when the client is
+    gone before the stream's first byte (the generator's own `finally` would never run)."""
+
+    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], None]) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()
 
 
 def _deliver(events: list[LogEvent], after: int) -> tuple[bytes, int]:
@@ -105,7 +125,11 @@ def _deliver(events: list[LogEvent], after: int) -> tuple[bytes, int]:
 
 
 async def _stream(
-    hub: Hub, subscriber: Subscriber, identity: Identity, opened: Opened, settings: Settings
+    subscriber: Subscriber,
+    identity: Identity,
+    opened: Opened,
+    replayed: AsyncIterator[list[LogEvent]],
+    settings: Settings,
 ) -> AsyncIterator[bytes]:
     metrics.CONNECTIONS.labels(transport="sse").inc()
     ends_at = identity.expires_at - settings.sse_expiry_margin_seconds
@@ -114,8 +138,10 @@ async def _stream(
         yield f"retry: {settings.sse_retry_ms}\n\n".encode()
         if opened.reset:
             yield sse_control("reset", {"reason": "the cursor is outside the event log"})
-        frames, last_sent = _deliver(opened.replay, last_sent)
-        yield frames + sse_control("ready", {"channels": sorted(subscriber.channels)})
+        async for batch in replayed:
+            frames, last_sent = _deliver(batch, last_sent)
+            yield frames
+        yield sse_control("ready", {"channels": sorted(subscriber.channels)})
         while True:
             remaining = ends_at - time.time()
             if remaining <= 0:
@@ -136,5 +162,4 @@ async def _stream(
                 return
             yield frames or b": heartbeat\n\n"
     finally:
-        hub.remove(subscriber)
         metrics.CONNECTIONS.labels(transport="sse").dec()

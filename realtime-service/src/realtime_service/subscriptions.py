@@ -7,6 +7,7 @@ checked after registering, so a removal that commits during the check is either 
 check (403) or arrives through the log afterwards (and revokes the channel).
 """
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -15,6 +16,7 @@ from realtime_service import metrics
 from realtime_service.access import can_read
 from realtime_service.events import LogEvent
 from realtime_service.hub import Hub, Subscriber
+from servicekit.db import Database
 from servicekit.errors import Forbidden
 
 
@@ -27,7 +29,9 @@ class ChannelForbidden(Forbidden):
 class Opened:
     reset: bool
     """The cursor was older than the log's retention, or ahead of it: state must be refetched."""
-    replay: list[LogEvent]
+    replay_after: int | None
+    """Replay (replay_after, replay_through] before live events; None: nothing to replay."""
+    replay_through: int
 
 
 async def open_channels(
@@ -46,13 +50,21 @@ async def open_channels(
                 hub.unsubscribe(subscriber, opened)
             raise ChannelForbidden(f"You may not read {channel}")
     if last_event_id is None:
-        return Opened(reset=False, replay=[])
+        return Opened(reset=False, replay_after=None, replay_through=through)
     pruned_through, newest = await connection.fetchrow(
         "SELECT pruned_through, (SELECT coalesce(max(id), 0) FROM api.events) FROM api.outbox_state"
     )
     if last_event_id < pruned_through or last_event_id > max(newest, through):
         metrics.REPLAYS.labels(result="reset").inc()
-        return Opened(reset=True, replay=[])
-    replay = await hub.replay(connection, channels, last_event_id, through)
+        return Opened(reset=True, replay_after=None, replay_through=through)
     metrics.REPLAYS.labels(result="ok").inc()
-    return Opened(reset=False, replay=replay)
+    return Opened(reset=False, replay_after=last_event_id, replay_through=through)
+
+
+async def replay(
+    hub: Hub, database: Database, opened: Opened, channels: list[str]
+) -> AsyncIterator[list[LogEvent]]:
+    if opened.replay_after is None:
+        return
+    async for batch in hub.replay(database, channels, opened.replay_after, opened.replay_through):
+        yield batch

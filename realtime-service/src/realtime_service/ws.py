@@ -16,7 +16,7 @@ from realtime_service.config import Settings
 from realtime_service.events import InvalidChannel, LogEvent, channel_name, parse_channel
 from realtime_service.hub import Hub, Item, Subscriber
 from realtime_service.identity import identity_from_token
-from realtime_service.subscriptions import open_channels
+from realtime_service.subscriptions import open_channels, replay
 from realtime_service.tickets import Identity, redeem_ticket
 from servicekit.db import Database
 from servicekit.errors import Forbidden, ServiceError
@@ -210,7 +210,8 @@ class Session:
             if opened.reset:
                 detail = "the cursor is outside the event log: refetch, then follow live"
                 await self._send({"type": "error", "code": "reset", "detail": detail})
-            await self._deliver(opened.replay)
+            async for batch in replay(self.hub, self.database, opened, [channel]):
+                await self._deliver(batch)
 
     async def _publish(self, channel: str, data: object) -> None:
         encoded = json.dumps(data)
