@@ -33,7 +33,7 @@ import asyncpg
 from api_service.outbox import Event, append_events
 from servicekit.db import Connection, asyncpg_dsn
 from servicekit.jwt import encode_access_token, load_signing_key
-from servicekit.testing import ServiceProcess, fresh_database, uvicorn_service
+from servicekit.testing import ServiceProcess, fresh_database, rss_bytes, uvicorn_service
 
 ROOT = Path(__file__).parents[1]
 MIGRATIONS = [ROOT / f"{name}-service" / "migrations" for name in ("auth", "api", "realtime")]
@@ -169,14 +169,6 @@ def cpu_seconds(pid: int | None = None) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise LookupError("no VmRSS")
 
 
 async def server_latency_quantiles(url: str) -> tuple[float, float, float]:

@@ -237,6 +237,13 @@ async def receive(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:
     return message
 
 
+async def join(ws: ClientConnection, token: str, channel: str) -> None:
+    """Authenticate with a first message, subscribe, and wait for the confirmation."""
+    await ws.send(json.dumps({"type": "auth", "token": token}))
+    await ws.send(json.dumps({"type": "subscribe", "channel": channel}))
+    await receive_type(ws, "subscribed")
+
+
 async def receive_type(ws: ClientConnection, kind: str, timeout: float = 5.0) -> dict[str, Any]:
     while True:
         message = await receive(ws, timeout)

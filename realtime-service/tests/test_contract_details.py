@@ -4,7 +4,7 @@ import json
 
 import httpx
 
-from .conftest import Board, RealtimeFactory, Stack, receive, receive_type, ws_connect
+from .conftest import Board, RealtimeFactory, Stack, join, receive, receive_type, ws_connect
 
 
 async def test_sse_sends_comment_heartbeats(
@@ -43,9 +43,7 @@ async def test_websocket_resume_from_a_cursor_ahead_of_the_log_is_reset(
 
 async def test_metrics_of_the_contract_are_exported(stack: Stack, board: Board) -> None:
     async with ws_connect(stack.realtime_url) as ws:
-        await ws.send(json.dumps({"type": "auth", "token": stack.token(board.owner)}))
-        await ws.send(json.dumps({"type": "subscribe", "channel": board.channel}))
-        await receive_type(ws, "subscribed")
+        await join(ws, stack.token(board.owner), board.channel)
         await board.create_task("counted")
         await receive_type(ws, "event")
         async with httpx.AsyncClient() as client:

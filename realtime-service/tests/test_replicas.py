@@ -12,6 +12,7 @@ from .conftest import (
     Board,
     RealtimeFactory,
     Stack,
+    join,
     log_ids,
     open_sse,
     receive_type,
@@ -51,9 +52,7 @@ async def test_ephemeral_messages_cross_replicas(
         ws_connect(second.url) as peer,
     ):
         for ws, user in ((sender, board.owner), (peer, peer_user)):
-            await ws.send(json.dumps({"type": "auth", "token": stack.token(user)}))
-            await ws.send(json.dumps({"type": "subscribe", "channel": board.channel}))
-            await receive_type(ws, "subscribed")
+            await join(ws, stack.token(user), board.channel)
         await sender.send(
             json.dumps({"type": "publish", "channel": board.channel, "data": {"here": True}})
         )

@@ -8,11 +8,14 @@ import uuid
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from servicekit.testing import rss_bytes
+
 from .conftest import (
     Board,
     RawWebSocket,
     RealtimeFactory,
     Stack,
+    join,
     log_ids,
     open_sse,
     receive,
@@ -86,9 +89,7 @@ async def write_tasks(board: Board, count: int) -> None:
 
 async def test_unsubscribe_stops_delivery(stack: Stack, board: Board) -> None:
     async with ws_connect(stack.realtime_url) as ws:
-        await ws.send(json.dumps({"type": "auth", "token": stack.token(board.owner)}))
-        await ws.send(json.dumps({"type": "subscribe", "channel": board.channel}))
-        await receive_type(ws, "subscribed")
+        await join(ws, stack.token(board.owner), board.channel)
         await ws.send(json.dumps({"type": "unsubscribe", "channel": board.channel}))
         assert await receive_type(ws, "unsubscribed") == {
             "type": "unsubscribed",
@@ -107,9 +108,7 @@ async def test_removed_member_is_unsubscribed_within_a_second(stack: Stack, boar
     member = uuid.uuid4()
     await board.add(member, "editor")
     async with ws_connect(stack.realtime_url) as ws:
-        await ws.send(json.dumps({"type": "auth", "token": stack.token(member)}))
-        await ws.send(json.dumps({"type": "subscribe", "channel": board.channel}))
-        await receive_type(ws, "subscribed")
+        await join(ws, stack.token(member), board.channel)
         await board.remove(member)
         notice = await receive_type(ws, "unsubscribed", timeout=1.0)
         assert notice == {"type": "unsubscribed", "channel": board.channel, "reason": "forbidden"}
@@ -136,9 +135,7 @@ async def test_publish_reaches_other_subscribers_not_the_sender(stack: Stack, bo
     await board.add(viewer, "viewer")
     async with ws_connect(stack.realtime_url) as sender, ws_connect(stack.realtime_url) as peer:
         for ws, user in ((sender, board.owner), (peer, viewer)):
-            await ws.send(json.dumps({"type": "auth", "token": stack.token(user)}))
-            await ws.send(json.dumps({"type": "subscribe", "channel": board.channel}))
-            await receive_type(ws, "subscribed")
+            await join(ws, stack.token(user), board.channel)
         await sender.send(
             json.dumps({"type": "publish", "channel": board.channel, "data": {"typing": True}})
         )
@@ -240,9 +237,7 @@ async def test_shutdown_closes_websockets_with_1012_and_ends_streams(
             ws_connect(replica.url) as ws,
             open_sse(stack, replica.url, channels=[board.channel], headers=headers) as stream,
         ):
-            await ws.send(json.dumps({"type": "auth", "token": stack.token(board.owner)}))
-            await ws.send(json.dumps({"type": "subscribe", "channel": board.channel}))
-            await receive_type(ws, "subscribed")
+            await join(ws, stack.token(board.owner), board.channel)
             await stream.until("ready")
             started = time.monotonic()
             os.kill(replica.pid, signal.SIGTERM)
@@ -252,14 +247,6 @@ async def test_shutdown_closes_websockets_with_1012_and_ends_streams(
         while _alive(replica.pid) and time.monotonic() - started < 10:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
         assert not _alive(replica.pid), "the process did not exit after SIGTERM"
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise LookupError("no VmRSS")
 
 
 def _alive(pid: int) -> bool:
