@@ -1,0 +1,299 @@
+"""The native stack: the three services and nginx, from this checkout, without Docker.
+
+    python deploy/local/launcher.py dev     # foreground; Ctrl-C stops everything
+    python deploy/local/launcher.py up      # background; returns once the gateway answers
+    python deploy/local/launcher.py down
+
+The end-to-end tests start the same stack through `NativeStack`. Every address comes from the
+environment (defaults in DESIGN §1): GATEWAY_PORT (8080), STATUS_PORT (8081), AUTH_PORT (8001),
+API_PORT (8002), REALTIME_PORTS (8003, or a comma list for several replicas), DATABASE_URL,
+STACK_RUN_DIR (var/stack).
+"""
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from servicekit.db import asyncpg_dsn
+from servicekit.migrate import main as migrate
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf.template"
+MIGRATIONS = [ROOT / f"{name}-service" / "migrations" for name in ("auth", "api", "realtime")]
+TEMPLATE_VARIABLES = (
+    "GATEWAY_LISTEN",
+    "STATUS_LISTEN",
+    "RUN_DIR",
+    "ERROR_LOG",
+    "ACCESS_LOG",
+    "RESOLVER",
+    "AUTH_SERVERS",
+    "API_SERVERS",
+    "REALTIME_SERVERS",
+)
+
+
+class LauncherError(Exception):
+    """Something the developer has to fix, with the message saying how."""
+
+
+def render_template(template: str, variables: Mapping[str, str]) -> str:
+    """Substitute `${NAME}` for the listed names only, as envsubst does with an explicit list:
+    nginx's own `$variables` are left alone."""
+    missing = set(TEMPLATE_VARIABLES) - set(variables)
+    if missing:
+        raise ValueError(f"missing template variables: {sorted(missing)}")
+    for name in TEMPLATE_VARIABLES:
+        template = template.replace("${" + name + "}", variables[name])
+    return template
+
+
+def servers(ports: Sequence[int]) -> str:
+    return " ".join(f"server 127.0.0.1:{port};" for port in ports)
+
+
+@dataclass
+class StackConfig:
+    gateway_port: int = 8080
+    status_port: int = 8081
+    auth_port: int = 8001
+    api_port: int = 8002
+    realtime_ports: list[int] = field(default_factory=lambda: [8003])
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/stack"
+    run_dir: Path = ROOT / "var" / "stack"
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> "StackConfig":
+        env = os.environ
+        return cls(
+            gateway_port=int(env.get("GATEWAY_PORT", 8080)),
+            status_port=int(env.get("STATUS_PORT", 8081)),
+            auth_port=int(env.get("AUTH_PORT", 8001)),
+            api_port=int(env.get("API_PORT", 8002)),
+            realtime_ports=[int(p) for p in env.get("REALTIME_PORTS", "8003").split(",")],
+            database_url=env.get("DATABASE_URL", cls.database_url),
+            run_dir=Path(env.get("STACK_RUN_DIR", ROOT / "var" / "stack")),
+        )
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def nginx_variables(self) -> dict[str, str]:
+        return {
+            "GATEWAY_LISTEN": f"127.0.0.1:{self.gateway_port}",
+            "STATUS_LISTEN": f"127.0.0.1:{self.status_port}",
+            "RUN_DIR": str(self.run_dir),
+            "ERROR_LOG": str(self.run_dir / "nginx-error.log"),
+            "ACCESS_LOG": str(self.run_dir / "nginx-access.log"),
+            "RESOLVER": "",
+            "AUTH_SERVERS": servers([self.auth_port]),
+            "API_SERVERS": servers([self.api_port]),
+            "REALTIME_SERVERS": servers(self.realtime_ports),
+        }
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+    if found is None:
+        raise LauncherError("nginx is not installed: apt-get install -y nginx-light (Debian)")
+    return found
+
+
+async def check_postgres(database_url: str) -> None:
+    try:
+        connection = await asyncpg.connect(asyncpg_dsn(database_url, "postgres"), timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise LauncherError(
+            f"PostgreSQL is not reachable for {database_url} ({exc}). Start it, e.g."
+            " pg_ctlcluster --skip-systemctl-redirect 15 main start, or set DATABASE_URL."
+        ) from exc
+    await connection.close()
+
+
+class NativeStack:
+    """Starts and stops the native stack; used by `dev`/`up` and by the end-to-end tests."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    async def start(self) -> None:
+        config = self.config
+        nginx = nginx_binary()
+        await check_postgres(config.database_url)
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+        await migrate(MIGRATIONS, config.database_url)
+        jwks = f"http://127.0.0.1:{config.auth_port}/auth/.well-known/jwks.json"
+        self._service("auth", "auth_service.main:app", config.auth_port, {})
+        await self._wait_ready(config.auth_port)
+        self._service("api", "api_service.main:app", config.api_port, {"JWKS_URL": jwks})
+        for index, port in enumerate(config.realtime_ports):
+            self._service(
+                f"realtime-{index + 1}", "realtime_service.main:app", port, {"JWKS_URL": jwks}
+            )
+        for port in [config.api_port, *config.realtime_ports]:
+            await self._wait_ready(port)
+        conf = config.run_dir / "nginx.conf"
+        conf.write_text(render_template(TEMPLATE.read_text(), config.nginx_variables()))
+        check = await asyncio.to_thread(
+            subprocess.run, [nginx, "-t", "-q", "-c", str(conf)], capture_output=True, text=True
+        )
+        if check.returncode != 0:
+            raise LauncherError(f"nginx rejected its configuration:\n{check.stderr}")
+        self._spawn("nginx", [nginx, "-c", str(conf), "-g", "daemon off;"], {})
+        await self._wait_http(f"{config.gateway_url}/auth/.well-known/jwks.json")
+
+    def _service(self, name: str, app: str, port: int, env: dict[str, str]) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--ws-per-message-deflate",
+            "false",
+        ]
+        env = {"DATABASE_URL": self.config.database_url, "SERVICE_NAME": name, **env}
+        self._spawn(name, command, env)
+
+    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        log = (self.config.run_dir / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            command, env={**os.environ, **self.config.extra_env, **env}, stdout=log, stderr=log
+        )
+        log.close()
+        self.processes.append((name, process))
+
+    async def _wait_ready(self, port: int) -> None:
+        await self._wait_http(f"http://127.0.0.1:{port}/readyz")
+
+    async def _wait_http(self, url: str, within: float = 30.0) -> None:
+        deadline = time.monotonic() + within
+        async with httpx.AsyncClient() as client:
+            while time.monotonic() < deadline:
+                for name, process in self.processes:
+                    if process.poll() is not None:
+                        log = self.config.run_dir / f"{name}.log"
+                        raise LauncherError(f"{name} exited; see {log}")
+                try:
+                    if (await client.get(url)).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise LauncherError(f"{url} did not answer within {within:.0f} s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for _, process in reversed(self.processes):
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + timeout
+        for _, process in self.processes:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+    def process(self, name: str) -> subprocess.Popen[bytes]:
+        return next(process for n, process in self.processes if n == name)
+
+
+def print_urls(config: StackConfig) -> None:
+    url = config.gateway_url
+    print(f"gateway   {url}")
+    for prefix in ("auth", "api", "realtime"):
+        print(f"{prefix + ' docs':<9} {url}/{prefix}/docs")
+    print(f"logs      {config.run_dir}")
+
+
+async def dev(config: StackConfig) -> None:
+    stack = NativeStack(config)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        await stack.start()
+        print_urls(config)
+        (config.run_dir / "stack.pid").write_text(str(os.getpid()))
+        await stopping.wait()
+    finally:
+        stack.stop()
+        (config.run_dir / "stack.pid").unlink(missing_ok=True)
+
+
+def up(config: StackConfig) -> None:
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    log = (config.run_dir / "launcher.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, __file__, "dev"], stdout=log, stderr=log, start_new_session=True
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise LauncherError(f"the stack did not start; see {config.run_dir / 'launcher.log'}")
+        if (config.run_dir / "stack.pid").exists():
+            print_urls(config)
+            return
+        time.sleep(0.2)
+    raise LauncherError("the stack did not start within 60 s")
+
+
+def down(config: StackConfig) -> None:
+    pid_file = config.run_dir / "stack.pid"
+    if not pid_file.exists():
+        print("the native stack is not running")
+        return
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink()
+        return
+    deadline = time.monotonic() + 20
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    print("stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("command", choices=["dev", "up", "down"])
+    command = parser.parse_args(argv).command
+    config = StackConfig.from_env()
+    try:
+        if command == "dev":
+            asyncio.run(dev(config))
+        elif command == "up":
+            up(config)
+        else:
+            down(config)
+    except LauncherError as exc:
+        sys.exit(f"launcher: {exc}")
+
+
+if __name__ == "__main__":
+    main()
