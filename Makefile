@@ -4,7 +4,7 @@ RUN := $(UV) run --frozen
 DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/stack
 export DATABASE_URL
 
-.PHONY: install fmt lint test migrate run-auth run-api run-realtime bench
+.PHONY: install fmt lint test migrate dev stack-up stack-down run-auth run-api run-realtime bench
 
 install:
 	$(UV) sync --frozen
@@ -20,6 +20,15 @@ lint:
 
 test: install
 	$(RUN) pytest
+
+dev: install
+	$(RUN) python deploy/local/launcher.py dev
+
+stack-up: install
+	$(RUN) python deploy/local/launcher.py up
+
+stack-down:
+	$(RUN) python deploy/local/launcher.py down
 
 migrate:
 	$(RUN) python -m servicekit.migrate auth-service/migrations api-service/migrations \

@@ -21,7 +21,13 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from servicekit.db import asyncpg_dsn
 from servicekit.jwt import SigningKey, encode_access_token, load_signing_key
-from servicekit.testing import ServiceProcess, fresh_database, uvicorn_process, uvicorn_service
+from servicekit.testing import (
+    ServiceProcess,
+    SseStream,
+    fresh_database,
+    uvicorn_process,
+    uvicorn_service,
+)
 
 ROOT = Path(__file__).parents[2]
 MIGRATIONS = [ROOT / f"{name}-service" / "migrations" for name in ("auth", "api", "realtime")]
@@ -150,49 +156,6 @@ async def log_ids(stack: Stack, channel: str, after: int = 0) -> list[int]:
     finally:
         await connection.close()
     return [row["id"] for row in rows]
-
-
-@dataclass
-class SseMessage:
-    event: str
-    data: Any
-    id: int | None
-
-
-class SseStream:
-    """A real SSE client over httpx: parses frames as they arrive."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self._lines = response.aiter_lines()
-
-    async def next(self, timeout: float = 5.0) -> SseMessage:
-        return await asyncio.wait_for(self._next(), timeout)
-
-    async def _next(self) -> SseMessage:
-        event, data, event_id = "message", [], None
-        async for line in self._lines:
-            if line == "":
-                if data:
-                    return SseMessage(event, json.loads("\n".join(data)), event_id)
-                event, event_id = "message", None
-            elif line.startswith(":") or line.startswith("retry:"):
-                continue
-            else:
-                name, _, value = line.partition(": ")
-                if name == "event":
-                    event = value
-                elif name == "data":
-                    data.append(value)
-                elif name == "id":
-                    event_id = int(value)
-        raise EOFError("stream ended")
-
-    async def until(self, event: str, timeout: float = 5.0) -> SseMessage:
-        while True:
-            message = await self.next(timeout)
-            if message.event == event:
-                return message
 
 
 @asynccontextmanager

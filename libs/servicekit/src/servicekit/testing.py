@@ -165,3 +165,47 @@ async def asgi_client(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
         yield client
+
+
+@dataclass
+class SseMessage:
+    event: str
+    data: Any
+    id: int | None
+
+
+class SseStream:
+    """Reads a `text/event-stream` httpx response frame by frame, as they arrive."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self._lines = response.aiter_lines()
+
+    async def next(self, timeout: float = 5.0) -> SseMessage:
+        return await asyncio.wait_for(self._next(), timeout)
+
+    async def _next(self) -> SseMessage:
+        event, event_id = "message", None
+        data: list[str] = []
+        async for line in self._lines:
+            if line == "":
+                if data:
+                    return SseMessage(event, json.loads("\n".join(data)), event_id)
+                event, event_id = "message", None
+            elif line.startswith(":") or line.startswith("retry:"):
+                continue
+            else:
+                name, _, value = line.partition(": ")
+                if name == "event":
+                    event = value
+                elif name == "data":
+                    data.append(value)
+                elif name == "id":
+                    event_id = int(value)
+        raise EOFError("stream ended")
+
+    async def until(self, event: str, timeout: float = 5.0) -> SseMessage:
+        while True:
+            message = await self.next(timeout)
+            if message.event == event:
+                return message
