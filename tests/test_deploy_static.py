@@ -1,0 +1,126 @@
+"""The Docker side cannot run here (no engine): these checks keep it honest statically."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from launcher import TEMPLATE_VARIABLES
+
+from api_service.config import Settings as ApiSettings
+from auth_service.config import Settings as AuthSettings
+from realtime_service.config import Settings as RealtimeSettings
+
+ROOT = Path(__file__).parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+SERVICES = {
+    "auth": (AuthSettings, 8001),
+    "api": (ApiSettings, 8002),
+    "realtime": (RealtimeSettings, 8003),
+}
+# Read by uvicorn itself, not by the settings classes.
+UVICORN_VARIABLES = {"FORWARDED_ALLOW_IPS"}
+
+
+def tool(name: str) -> str:
+    """A command installed in this virtualenv, found whether or not it is on PATH."""
+    return str(Path(sys.executable).parent / name)
+
+
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return loaded
+
+
+def validate(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            tool("check-jsonschema"),
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_compose_file_follows_the_compose_specification(tmp_path: Path) -> None:
+    assert validate(COMPOSE).returncode == 0, validate(COMPOSE).stdout
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(
+        COMPOSE.read_text().replace("condition: service_healthy", "condition: soon", 1)
+    )
+    assert validate(broken).returncode != 0, "the validator accepts anything"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_each_service_builds_from_its_own_dockerfile(name: str) -> None:
+    build = compose()["services"][name]["build"]
+    assert (ROOT / build["context"]).resolve() == ROOT
+    assert (ROOT / build["dockerfile"]).is_file()
+    assert build["dockerfile"] == f"{name}-service/Dockerfile"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_variable_a_service_gets_is_a_setting(name: str) -> None:
+    settings_class, _ = SERVICES[name]
+    known = {field.upper() for field in settings_class.model_fields} | UVICORN_VARIABLES
+    given = set(compose()["services"][name]["environment"])
+    assert given <= known, f"{name} gets variables its settings ignore: {given - known}"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_ports_agree_between_dockerfile_compose_nginx_and_prometheus(name: str) -> None:
+    _, port = SERVICES[name]
+    dockerfile = (ROOT / f"{name}-service" / "Dockerfile").read_text()
+    assert f"EXPOSE {port}" in dockerfile
+    assert f"--port {port}" in dockerfile
+    assert f"127.0.0.1:{port}/readyz" in dockerfile
+    nginx_env = compose()["services"]["nginx"]["environment"]
+    assert nginx_env[f"{name.upper()}_SERVERS"] == f"server {name}:{port} resolve;"
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    job = next(job for job in prometheus["scrape_configs"] if job["job_name"] == name)
+    assert job["dns_sd_configs"][0] == {"names": [name], "type": "A", "port": port}
+
+
+def test_upstream_names_in_the_template_match_the_services() -> None:
+    template = (ROOT / "deploy" / "nginx" / "nginx.conf.template").read_text()
+    upstreams = set(re.findall(r"upstream (\w+) \{", template))
+    assert upstreams == set(SERVICES)
+    for name in SERVICES:
+        assert f"proxy_pass http://{name};" in template
+    jwks = compose()["services"]["api"]["environment"]["JWKS_URL"]
+    assert jwks == f"http://auth:{SERVICES['auth'][1]}/auth/.well-known/jwks.json"
+
+
+def test_the_nginx_container_gets_exactly_the_template_variables() -> None:
+    environment = set(compose()["services"]["nginx"]["environment"])
+    assert environment - {"NGINX_ENVSUBST_OUTPUT_DIR"} == set(TEMPLATE_VARIABLES)
+
+
+def test_scalable_services_have_no_container_name_and_no_published_port() -> None:
+    services = compose()["services"]
+    for name in (*SERVICES, "postgres"):
+        assert "container_name" not in services[name]
+        assert "ports" not in services[name], f"{name} would not scale with a host port"
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
+def test_dockerfiles_are_hadolint_clean(name: str) -> None:
+    result = subprocess.run(
+        [
+            tool("hadolint"),
+            "--failure-threshold",
+            "info",
+            str(ROOT / f"{name}-service" / "Dockerfile"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
