@@ -105,10 +105,12 @@ class StackConfig:
         }
 
 
+# Debian installs nginx in /usr/sbin, which is not on every user's PATH.
+NGINX_FALLBACK = Path("/usr/sbin/nginx")
+
+
 def nginx_binary() -> str:
-    found = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
+    found = shutil.which("nginx") or (str(NGINX_FALLBACK) if NGINX_FALLBACK.exists() else None)
     if found is None:
         raise LauncherError("nginx is not installed: apt-get install -y nginx-light (Debian)")
     return found

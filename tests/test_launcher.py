@@ -1,0 +1,72 @@
+"""The native launcher's own behaviour: background start/stop and its messages."""
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from launcher import LauncherError, NativeStack, StackConfig, check_postgres
+
+from servicekit.testing import free_port, fresh_database
+
+LAUNCHER = Path(__file__).parents[1] / "deploy" / "local" / "launcher.py"
+
+
+async def launcher(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(LAUNCHER), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+async def test_stack_up_returns_once_the_gateway_answers_and_stack_down_stops_it(
+    tmp_path: Path,
+) -> None:
+    async with fresh_database("launcher", []) as url:
+        ports = {name: str(free_port()) for name in ("GATEWAY", "STATUS", "AUTH", "API")}
+        env = {
+            **os.environ,
+            **{f"{name}_PORT": port for name, port in ports.items()},
+            "REALTIME_PORTS": f"{free_port()},{free_port()}",
+            "DATABASE_URL": url,
+            "STACK_RUN_DIR": str(tmp_path),
+            "LOG_LEVEL": "WARNING",
+        }
+        up = await launcher(["up"], env)
+        try:
+            assert up.returncode == 0, up.stderr
+            assert f"http://127.0.0.1:{ports['GATEWAY']}" in up.stdout
+            gateway = f"http://127.0.0.1:{ports['GATEWAY']}"
+            async with httpx.AsyncClient() as client:
+                response = await client.get(f"{gateway}/realtime/openapi.json")
+            assert response.status_code == 200
+        finally:
+            down = await launcher(["down"], env)
+        assert down.returncode == 0, down.stderr
+        assert not (tmp_path / "stack.pid").exists()
+        with pytest.raises(httpx.TransportError):
+            async with httpx.AsyncClient() as client:
+                await client.get(f"{gateway}/auth/.well-known/jwks.json")
+
+
+async def test_an_unreachable_postgres_is_reported_with_what_to_do() -> None:
+    with pytest.raises(LauncherError, match="PostgreSQL is not reachable") as error:
+        await check_postgres(f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/stack")
+    assert "DATABASE_URL" in str(error.value)
+
+
+async def test_a_missing_nginx_is_reported_with_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("launcher.shutil.which", lambda _: None)
+    monkeypatch.setattr("launcher.NGINX_FALLBACK", tmp_path / "no-nginx-here")
+    with pytest.raises(LauncherError, match="apt-get install"):
+        await NativeStack(StackConfig(run_dir=tmp_path)).start()
