@@ -31,7 +31,18 @@ async def test_stack_up_returns_once_the_gateway_answers_and_stack_down_stops_it
     tmp_path: Path,
 ) -> None:
     async with fresh_database("launcher", []) as url:
-        ports = {name: str(free_port()) for name in ("GATEWAY", "STATUS", "AUTH", "API")}
+        ports = {
+            name: str(free_port())
+            for name in (
+                "GATEWAY",
+                "STATUS",
+                "AUTH",
+                "API",
+                "PROMETHEUS",
+                "NGINX_EXPORTER",
+                "POSTGRES_EXPORTER",
+            )
+        }
         env = {
             **os.environ,
             **{f"{name}_PORT": port for name, port in ports.items()},
@@ -39,15 +50,27 @@ async def test_stack_up_returns_once_the_gateway_answers_and_stack_down_stops_it
             "DATABASE_URL": url,
             "STACK_RUN_DIR": str(tmp_path),
             "LOG_LEVEL": "WARNING",
+            "STACK_MONITORING": "1",
         }
         up = await launcher(["up"], env)
         try:
             assert up.returncode == 0, up.stderr
             assert f"http://127.0.0.1:{ports['GATEWAY']}" in up.stdout
             gateway = f"http://127.0.0.1:{ports['GATEWAY']}"
+            prometheus = f"http://127.0.0.1:{ports['PROMETHEUS']}"
+            expected_jobs = {"auth", "api", "realtime", "nginx", "postgres", "prometheus"}
             async with httpx.AsyncClient() as client:
                 response = await client.get(f"{gateway}/realtime/openapi.json")
+                for _ in range(50):  # discovery runs a moment after Prometheus is ready
+                    targets = (await client.get(f"{prometheus}/api/v1/targets")).json()
+                    active = targets["data"]["activeTargets"]
+                    jobs = {target["labels"]["job"] for target in active}
+                    if jobs == expected_jobs:
+                        break
+                    await asyncio.sleep(0.1)
             assert response.status_code == 200
+            assert jobs == expected_jobs
+            assert len([t for t in active if t["labels"]["job"] == "realtime"]) == 2
         finally:
             down = await launcher(["down"], env)
         assert down.returncode == 0, down.stderr
@@ -66,7 +89,6 @@ async def test_an_unreachable_postgres_is_reported_with_what_to_do() -> None:
 async def test_a_missing_nginx_is_reported_with_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("launcher.shutil.which", lambda _: None)
-    monkeypatch.setattr("launcher.NGINX_FALLBACK", tmp_path / "no-nginx-here")
+    monkeypatch.setattr("launcher.shutil.which", lambda *_, **__: None)
     with pytest.raises(LauncherError, match="apt-get install"):
         await NativeStack(StackConfig(run_dir=tmp_path)).start()

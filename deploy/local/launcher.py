@@ -7,7 +7,9 @@
 The end-to-end tests start the same stack through `NativeStack`. Every address comes from the
 environment (defaults in DESIGN §1): GATEWAY_PORT (8080), STATUS_PORT (8081), AUTH_PORT (8001),
 API_PORT (8002), REALTIME_PORTS (8003, or a comma list for several replicas), DATABASE_URL,
-STACK_RUN_DIR (var/stack).
+STACK_RUN_DIR (var/stack). STACK_MONITORING=1 also starts Prometheus (PROMETHEUS_PORT, 9090)
+and the nginx and PostgreSQL exporters (NGINX_EXPORTER_PORT 9113, POSTGRES_EXPORTER_PORT 9187);
+the default starts them when they are installed.
 """
 
 import argparse
@@ -24,12 +26,14 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import yaml
 
 from servicekit.db import asyncpg_dsn
 from servicekit.migrate import main as migrate
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf.template"
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 MIGRATIONS = [ROOT / f"{name}-service" / "migrations" for name in ("auth", "api", "realtime")]
 TEMPLATE_VARIABLES = (
     "GATEWAY_LISTEN",
@@ -73,6 +77,10 @@ class StackConfig:
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/stack"
     run_dir: Path = ROOT / "var" / "stack"
     extra_env: dict[str, str] = field(default_factory=dict)
+    monitoring: bool = False
+    prometheus_port: int = 9090
+    nginx_exporter_port: int = 9113
+    postgres_exporter_port: int = 9187
 
     @classmethod
     def from_env(cls) -> "StackConfig":
@@ -85,6 +93,15 @@ class StackConfig:
             realtime_ports=[int(p) for p in env.get("REALTIME_PORTS", "8003").split(",")],
             database_url=env.get("DATABASE_URL", cls.database_url),
             run_dir=Path(env.get("STACK_RUN_DIR", ROOT / "var" / "stack")),
+            # Default: with Prometheus and the exporters when they are installed.
+            monitoring=env.get("STACK_MONITORING", "auto") == "1"
+            or (
+                env.get("STACK_MONITORING", "auto") == "auto"
+                and shutil.which("prometheus") is not None
+            ),
+            prometheus_port=int(env.get("PROMETHEUS_PORT", 9090)),
+            nginx_exporter_port=int(env.get("NGINX_EXPORTER_PORT", 9113)),
+            postgres_exporter_port=int(env.get("POSTGRES_EXPORTER_PORT", 9187)),
         )
 
     @property
@@ -105,15 +122,38 @@ class StackConfig:
         }
 
 
-# Debian installs nginx in /usr/sbin, which is not on every user's PATH.
-NGINX_FALLBACK = Path("/usr/sbin/nginx")
+def native_prometheus_config(compose_config: str, config: StackConfig) -> str:
+    """The compose prometheus.yml with the native stack's addresses: each job keeps its name,
+    rules and settings; only where its targets are changes."""
+    parsed = yaml.safe_load(compose_config)
+    targets = {
+        "auth": [config.auth_port],
+        "api": [config.api_port],
+        "realtime": config.realtime_ports,
+        "nginx": [config.nginx_exporter_port],
+        "postgres": [config.postgres_exporter_port],
+        "prometheus": [config.prometheus_port],
+    }
+    for job in parsed["scrape_configs"]:
+        job.pop("dns_sd_configs", None)
+        job["static_configs"] = [
+            {"targets": [f"127.0.0.1:{port}" for port in targets[job["job_name"]]]}
+        ]
+    rules_dir = PROMETHEUS_CONFIG.parent
+    parsed["rule_files"] = [str(rules_dir / pattern) for pattern in parsed["rule_files"]]
+    return str(yaml.safe_dump(parsed, sort_keys=False))
+
+
+def binary(name: str, package: str) -> str:
+    # Debian installs nginx in /usr/sbin, which is not on every user's PATH.
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+    if found is None:
+        raise LauncherError(f"{name} is not installed: apt-get install -y {package} (Debian)")
+    return found
 
 
 def nginx_binary() -> str:
-    found = shutil.which("nginx") or (str(NGINX_FALLBACK) if NGINX_FALLBACK.exists() else None)
-    if found is None:
-        raise LauncherError("nginx is not installed: apt-get install -y nginx-light (Debian)")
-    return found
+    return binary("nginx", "nginx-light")
 
 
 async def check_postgres(database_url: str) -> None:
@@ -159,6 +199,42 @@ class NativeStack:
             raise LauncherError(f"nginx rejected its configuration:\n{check.stderr}")
         self._spawn("nginx", [nginx, "-c", str(conf), "-g", "daemon off;"], {})
         await self._wait_http(f"{config.gateway_url}/auth/.well-known/jwks.json")
+        if config.monitoring:
+            await self._start_monitoring()
+
+    async def _start_monitoring(self) -> None:
+        config = self.config
+        prometheus_yml = config.run_dir / "prometheus.yml"
+        prometheus_yml.write_text(native_prometheus_config(PROMETHEUS_CONFIG.read_text(), config))
+        self._spawn(
+            "nginx-exporter",
+            [
+                binary("prometheus-nginx-exporter", "prometheus-nginx-exporter"),
+                f"-nginx.scrape-uri=http://127.0.0.1:{config.status_port}/stub_status",
+                f"-web.listen-address=127.0.0.1:{config.nginx_exporter_port}",
+            ],
+            {},
+        )
+        self._spawn(
+            "postgres-exporter",
+            [
+                binary("prometheus-postgres-exporter", "prometheus-postgres-exporter"),
+                f"--web.listen-address=127.0.0.1:{config.postgres_exporter_port}",
+            ],
+            {"DATA_SOURCE_NAME": asyncpg_dsn(config.database_url) + "?sslmode=disable"},
+        )
+        self._spawn(
+            "prometheus",
+            [
+                binary("prometheus", "prometheus"),
+                f"--config.file={prometheus_yml}",
+                f"--storage.tsdb.path={config.run_dir / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{config.prometheus_port}",
+                "--web.enable-lifecycle",
+            ],
+            {},
+        )
+        await self._wait_http(f"http://127.0.0.1:{config.prometheus_port}/-/ready")
 
     def _service(self, name: str, app: str, port: int, env: dict[str, str]) -> None:
         command = [
@@ -226,6 +302,8 @@ def print_urls(config: StackConfig) -> None:
     print(f"gateway   {url}")
     for prefix in ("auth", "api", "realtime"):
         print(f"{prefix + ' docs':<9} {url}/{prefix}/docs")
+    if config.monitoring:
+        print(f"prometheus http://127.0.0.1:{config.prometheus_port}")
     print(f"logs      {config.run_dir}")
 
 
