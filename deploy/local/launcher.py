@@ -81,6 +81,8 @@ class StackConfig:
     prometheus_port: int = 9090
     nginx_exporter_port: int = 9113
     postgres_exporter_port: int = 9187
+    # Production-like by default; the live observability test scrapes every second.
+    scrape_interval: str = "15s"
 
     @classmethod
     def from_env(cls) -> "StackConfig":
@@ -126,6 +128,8 @@ def native_prometheus_config(compose_config: str, config: StackConfig) -> str:
     """The compose prometheus.yml with the native stack's addresses: each job keeps its name,
     rules and settings; only where its targets are changes."""
     parsed = yaml.safe_load(compose_config)
+    parsed["global"]["scrape_interval"] = config.scrape_interval
+    parsed["global"]["evaluation_interval"] = config.scrape_interval
     targets = {
         "auth": [config.auth_port],
         "api": [config.api_port],

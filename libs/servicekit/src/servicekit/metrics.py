@@ -13,4 +13,6 @@ def instrument(app: FastAPI, *, streaming: bool = False) -> None:
         should_group_status_codes=False,
         excluded_handlers=["/metrics"],
         should_exclude_streaming_duration=streaming,
+        should_instrument_requests_inprogress=True,
+        inprogress_labels=True,
     ).instrument(app).expose(app, include_in_schema=False)
