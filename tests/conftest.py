@@ -13,7 +13,9 @@ import pytest
 from servicekit.testing import free_port, fresh_database
 
 ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT / "deploy" / "local"))  # the launcher is a script, not a package
+# The launcher and the dashboard builder are scripts, not packages.
+sys.path.insert(0, str(ROOT / "deploy" / "local"))
+sys.path.insert(0, str(ROOT / "deploy" / "grafana"))
 from launcher import NativeStack, StackConfig  # noqa: E402
 
 PASSWORD = "e2e password 1"
