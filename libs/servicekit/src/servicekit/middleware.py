@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.errors import error_response
 from servicekit.logging import request_id_var
+from servicekit.metrics import REQUESTS_IN_PROGRESS
 
 logger = logging.getLogger("servicekit.access")
 
@@ -57,6 +58,9 @@ class RequestContextMiddleware:
                 ]
             await send(message)
 
+        in_progress = scope["type"] == "http" and scope.get("path") not in _QUIET_PATHS
+        if in_progress:
+            REQUESTS_IN_PROGRESS.inc()
         try:
             await self.app(scope, receive, send_with_request_id)
         except Exception:
@@ -65,6 +69,8 @@ class RequestContextMiddleware:
                 response = error_response(500, "internal_error", "Internal server error")
                 await response(scope, receive, send_with_request_id)
         finally:
+            if in_progress:
+                REQUESTS_IN_PROGRESS.dec()
             path = scope.get("path", "")
             if scope["type"] == "http" and path not in _QUIET_PATHS:
                 logger.info(
