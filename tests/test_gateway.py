@@ -14,8 +14,6 @@ from servicekit.testing import SseStream
 
 from .conftest import NativeStack, User, sign_up
 
-ORIGIN = "http://127.0.0.1:8080"  # an allowed origin by default
-
 
 @asynccontextmanager
 async def sse(
@@ -63,7 +61,7 @@ async def test_the_journey(gateway: httpx.AsyncClient, base_url: str) -> None:
 
     async with (
         sse(base_url, {"channels": channel, "ticket": await ticket(gateway, alice)}) as stream,
-        connect(ws_url, origin=ORIGIN) as ws,  # type: ignore[arg-type]
+        connect(ws_url, origin=base_url) as ws,  # type: ignore[arg-type]
     ):
         await stream.until("ready")
         await ws.send(json.dumps({"type": "subscribe", "channel": channel}))

@@ -64,7 +64,7 @@ async def drive_load(base_url: str, seconds: float = 6.0) -> None:
             gateway.stream(
                 "GET", "/realtime/sse", params={"channels": channel, "ticket": ticket}
             ) as response,
-            connect(ws_url, origin="http://127.0.0.1:8080") as ws,
+            connect(ws_url, origin=base_url) as ws,  # type: ignore[arg-type]
         ):
             stream = SseStream(response)
             await stream.until("ready")

@@ -14,6 +14,7 @@ the default starts them when they are installed.
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -42,6 +43,7 @@ TEMPLATE_VARIABLES = (
     "ERROR_LOG",
     "ACCESS_LOG",
     "RESOLVER",
+    "WEB_ROOT",
     "AUTH_SERVERS",
     "API_SERVERS",
     "REALTIME_SERVERS",
@@ -118,6 +120,7 @@ class StackConfig:
             "ERROR_LOG": str(self.run_dir / "nginx-error.log"),
             "ACCESS_LOG": str(self.run_dir / "nginx-access.log"),
             "RESOLVER": "",
+            "WEB_ROOT": str(ROOT / "deploy" / "web"),
             "AUTH_SERVERS": servers([self.auth_port]),
             "API_SERVERS": servers([self.api_port]),
             "REALTIME_SERVERS": servers(self.realtime_ports),
@@ -188,10 +191,11 @@ class NativeStack:
         self._service("auth", "auth_service.main:app", config.auth_port, {})
         await self._wait_ready(config.auth_port)
         self._service("api", "api_service.main:app", config.api_port, {"JWKS_URL": jwks})
+        # Browsers on the gateway's address may open WebSockets.
+        origins = json.dumps([config.gateway_url, f"http://localhost:{config.gateway_port}"])
+        realtime_env = {"JWKS_URL": jwks, "ALLOWED_ORIGINS": origins}
         for index, port in enumerate(config.realtime_ports):
-            self._service(
-                f"realtime-{index + 1}", "realtime_service.main:app", port, {"JWKS_URL": jwks}
-            )
+            self._service(f"realtime-{index + 1}", "realtime_service.main:app", port, realtime_env)
         for port in [config.api_port, *config.realtime_ports]:
             await self._wait_ready(port)
         conf = config.run_dir / "nginx.conf"

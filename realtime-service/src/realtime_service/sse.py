@@ -141,7 +141,9 @@ async def _stream(
         async for batch in replayed:
             frames, last_sent = _deliver(batch, last_sent)
             yield frames
-        yield sse_control("ready", {"channels": sorted(subscriber.channels)})
+        # The log position the stream is live from: a client that had no cursor resumes here.
+        ready = {"channels": sorted(subscriber.channels), "last_event_id": opened.replay_through}
+        yield sse_control("ready", ready)
         while True:
             remaining = ends_at - time.time()
             if remaining <= 0:

@@ -1,0 +1,200 @@
+"""The demo page in Debian's Chromium, driven by Playwright, against the stack's gateway."""
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright, expect
+
+from .conftest import PASSWORD, ROOT, User, sign_up
+
+CHROMIUM = "/usr/bin/chromium"
+# The flags a browser needs here: no sandbox as root, and no calls out of a closed network.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = ROOT / "var" / "artifacts"
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail("Chromium is missing: apt-get install -y chromium")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def shared_board(gateway: httpx.AsyncClient) -> tuple[dict[str, str], User, User, User]:
+    owner, editor, viewer = await sign_up(gateway), await sign_up(gateway), await sign_up(gateway)
+    board = (
+        await gateway.post(
+            "/api/boards", json={"name": f"Demo {uuid.uuid4().hex[:4]}"}, headers=owner.headers
+        )
+    ).json()
+    for user, role in ((editor, "editor"), (viewer, "viewer")):
+        response = await gateway.put(
+            f"/api/boards/{board['id']}/members/{user.id}",
+            json={"role": role},
+            headers=owner.headers,
+        )
+        assert response.status_code == 200
+    return board, owner, editor, viewer
+
+
+async def open_as(
+    browser: Browser, base_url: str, user: User, board_name: str
+) -> tuple[BrowserContext, Page]:
+    context = await browser.new_context(viewport={"width": 1200, "height": 800})
+    page = await context.new_page()
+    await page.goto(base_url + "/")
+    await page.fill("input[name=email]", user.email)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[value=login]")
+    await page.click(f"#boards button:has-text('{board_name}')")
+    await expect(page.locator("#live")).to_have_text("live", timeout=5000)
+    return context, page
+
+
+def column(page: Page, status: str, title: str) -> object:
+    return page.locator(f".column[data-status={status}] .task", has_text=title)
+
+
+async def test_two_users_see_each_others_changes_within_a_second(
+    browser: Browser, base_url: str, shared_board: tuple[dict[str, str], User, User, User]
+) -> None:
+    board, owner, editor, _ = shared_board
+    owner_context, owner_page = await open_as(browser, base_url, owner, board["name"])
+    editor_context, editor_page = await open_as(browser, base_url, editor, board["name"])
+    try:
+        await owner_page.fill("#task-form input[name=title]", "Write the announcement")
+        await owner_page.click("#task-form button")
+        await expect(column(editor_page, "todo", "Write the announcement")).to_be_visible(
+            timeout=1000
+        )
+        await (
+            editor_page.locator(".task", has_text="Write the announcement")
+            .get_by_role("button", name="→")
+            .click()
+        )
+        await expect(column(owner_page, "doing", "Write the announcement")).to_be_visible(
+            timeout=1000
+        )
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await owner_page.screenshot(path=ARTIFACTS / "board.png")
+    finally:
+        await owner_context.close()
+        await editor_context.close()
+
+
+async def test_events_written_while_offline_appear_after_reconnecting(
+    browser: Browser,
+    base_url: str,
+    gateway: httpx.AsyncClient,
+    shared_board: tuple[dict[str, str], User, User, User],
+) -> None:
+    board, owner, editor, _ = shared_board
+    context, page = await open_as(browser, base_url, editor, board["name"])
+    try:
+        await context.set_offline(True)
+        await expect(page.locator("#live")).to_have_text("reconnecting", timeout=2000)
+        for title in ("Written while offline 1", "Written while offline 2"):
+            response = await gateway.post(
+                f"/api/boards/{board['id']}/tasks", json={"title": title}, headers=owner.headers
+            )
+            assert response.status_code == 201
+        await context.set_offline(False)
+        await expect(page.locator("#live")).to_have_text("live", timeout=5000)
+        for title in ("Written while offline 1", "Written while offline 2"):
+            await expect(column(page, "todo", title)).to_be_visible(timeout=2000)
+    finally:
+        await context.close()
+
+
+async def test_a_viewer_is_told_the_board_is_read_only(
+    browser: Browser,
+    base_url: str,
+    gateway: httpx.AsyncClient,
+    shared_board: tuple[dict[str, str], User, User, User],
+) -> None:
+    board, owner, _, viewer = shared_board
+    await gateway.post(
+        f"/api/boards/{board['id']}/tasks",
+        json={"title": "Look, don't touch"},
+        headers=owner.headers,
+    )
+    context, page = await open_as(browser, base_url, viewer, board["name"])
+    try:
+        await expect(page.locator("#readonly")).to_be_visible()
+        await expect(page.locator("#task-form")).to_be_hidden()
+        task = column(page, "todo", "Look, don't touch")
+        await expect(task).to_be_visible()
+        await expect(task.get_by_role("button")).to_have_count(0)
+    finally:
+        await context.close()
+
+
+async def test_a_stale_edit_is_shown_and_reloaded_not_overwritten(
+    browser: Browser,
+    base_url: str,
+    gateway: httpx.AsyncClient,
+    shared_board: tuple[dict[str, str], User, User, User],
+) -> None:
+    board, owner, editor, _ = shared_board
+    created = await gateway.post(
+        f"/api/boards/{board['id']}/tasks", json={"title": "Contended"}, headers=owner.headers
+    )
+    task = created.json()
+    context, page = await open_as(browser, base_url, editor, board["name"])
+    release = asyncio.Event()
+
+    async def hold(route: Route) -> None:
+        await release.wait()
+        await route.continue_()
+
+    try:
+        # Keep the page from hearing about the rename: its live connection drops and cannot
+        # come back (its ticket request is held) until the page has tried its stale edit.
+        await context.route("**/realtime/tickets", hold)
+        await context.set_offline(True)
+        await expect(page.locator("#live")).to_have_text("reconnecting", timeout=2000)
+        renamed = await gateway.patch(
+            f"/api/tasks/{task['id']}",
+            json={"title": "Renamed elsewhere"},
+            headers={**owner.headers, "If-Match": '"1"'},
+        )
+        assert renamed.status_code == 200
+        await context.set_offline(False)
+        await page.locator(".task", has_text="Contended").get_by_role("button", name="→").click()
+        await expect(page.locator("#error")).to_contain_text("changed this task meanwhile")
+        await expect(column(page, "todo", "Renamed elsewhere")).to_be_visible(timeout=3000)
+        await expect(page.locator(".task", has_text="Contended")).to_have_count(0)
+    finally:
+        release.set()
+        await context.close()
+
+
+async def test_chat_and_presence_reach_the_other_user(
+    browser: Browser, base_url: str, shared_board: tuple[dict[str, str], User, User, User]
+) -> None:
+    board, owner, editor, _ = shared_board
+    owner_context, owner_page = await open_as(browser, base_url, owner, board["name"])
+    editor_context, editor_page = await open_as(browser, base_url, editor, board["name"])
+    try:
+        await expect(owner_page.locator("#here li")).to_have_count(2, timeout=3000)
+        await editor_page.fill("#chat-form input[name=text]", "on my way")
+        await editor_page.click("#chat-form button")
+        await expect(owner_page.locator("#chat")).to_contain_text("on my way", timeout=2000)
+    finally:
+        await owner_context.close()
+        await editor_context.close()
