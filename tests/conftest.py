@@ -5,7 +5,9 @@ import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,12 +23,10 @@ from launcher import NativeStack, StackConfig  # noqa: E402
 PASSWORD = "e2e password 1"
 
 
-@pytest.fixture(scope="session")
-async def stack() -> AsyncIterator[NativeStack | None]:
-    if os.environ.get("E2E_BASE_URL"):
-        yield None
-        return
-    async with fresh_database("e2e", []) as url:
+@asynccontextmanager
+async def native_stack(name: str, **settings: Any) -> AsyncIterator[NativeStack]:
+    """The launcher's stack on free ports, two realtime replicas, a fresh database."""
+    async with fresh_database(name, []) as url:
         config = StackConfig(
             gateway_port=free_port(),
             status_port=free_port(),
@@ -34,8 +34,9 @@ async def stack() -> AsyncIterator[NativeStack | None]:
             api_port=free_port(),
             realtime_ports=[free_port(), free_port()],
             database_url=url,
-            run_dir=ROOT / "var" / f"e2e-{uuid.uuid4().hex[:6]}",
+            run_dir=ROOT / "var" / f"{name}-{uuid.uuid4().hex[:6]}",
             extra_env={"LOG_LEVEL": "WARNING"},
+            **settings,
         )
         native = NativeStack(config)
         try:
@@ -43,6 +44,15 @@ async def stack() -> AsyncIterator[NativeStack | None]:
             yield native
         finally:
             native.stop()
+
+
+@pytest.fixture(scope="session")
+async def stack() -> AsyncIterator[NativeStack | None]:
+    if os.environ.get("E2E_BASE_URL"):
+        yield None
+        return
+    async with native_stack("e2e") as native:
+        yield native
 
 
 @pytest.fixture(scope="session")

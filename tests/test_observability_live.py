@@ -5,17 +5,16 @@ import asyncio
 import json
 import math
 import time
-import uuid
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from launcher import NativeStack, StackConfig
+from launcher import NativeStack
 from websockets.asyncio.client import connect
 
-from servicekit.testing import SseStream, free_port, fresh_database
+from servicekit.testing import SseStream, free_port
 
-from .conftest import ROOT, sign_up
+from .conftest import native_stack, sign_up
 from .observability import dashboard_queries, exported_metric_names, recorded_names, substitute
 
 RATE_INTERVAL = "5s"  # Grafana's $__rate_interval for a 1 s scrape interval
@@ -23,28 +22,15 @@ RATE_INTERVAL = "5s"  # Grafana's $__rate_interval for a 1 s scrape interval
 
 @pytest.fixture(scope="module")
 async def monitored() -> AsyncIterator[NativeStack]:
-    async with fresh_database("observed", []) as url:
-        config = StackConfig(
-            gateway_port=free_port(),
-            status_port=free_port(),
-            auth_port=free_port(),
-            api_port=free_port(),
-            realtime_ports=[free_port(), free_port()],
-            database_url=url,
-            run_dir=ROOT / "var" / f"observed-{uuid.uuid4().hex[:6]}",
-            extra_env={"LOG_LEVEL": "WARNING"},
-            monitoring=True,
-            prometheus_port=free_port(),
-            nginx_exporter_port=free_port(),
-            postgres_exporter_port=free_port(),
-            scrape_interval="1s",
-        )
-        stack = NativeStack(config)
-        try:
-            await stack.start()
-            yield stack
-        finally:
-            stack.stop()
+    async with native_stack(
+        "observed",
+        monitoring=True,
+        prometheus_port=free_port(),
+        nginx_exporter_port=free_port(),
+        postgres_exporter_port=free_port(),
+        scrape_interval="1s",
+    ) as stack:
+        yield stack
 
 
 async def drive_load(base_url: str, seconds: float = 6.0) -> None:
