@@ -112,18 +112,21 @@ async def test_writes_wake_listeners_with_the_highest_new_id(
     assert int(payload) == max(await board_event_ids(app, [board_id]))
 
 
-async def count_board_rows(app: FastAPI, board_id: str) -> tuple[int, int]:
+async def count_board_rows(app: FastAPI, board_id: str) -> tuple[int, int, int]:
+    """Tasks, the sum of their versions (which any update changes) and events of a board."""
     async with app.state.db.engine.connect() as conn:
         row = (
             await conn.execute(
                 text(
                     "SELECT (SELECT count(*) FROM api.tasks WHERE board_id = CAST(:b AS uuid)),"
+                    " (SELECT coalesce(sum(version), 0) FROM api.tasks"
+                    "  WHERE board_id = CAST(:b AS uuid)),"
                     " (SELECT count(*) FROM api.events WHERE channel = :c)"
                 ),
                 {"b": board_id, "c": f"board:{board_id}"},
             )
         ).one()
-    return row[0], row[1]
+    return row[0], row[1], row[2]
 
 
 async def test_failed_writes_leave_no_event(
@@ -155,28 +158,48 @@ async def test_failed_writes_leave_no_event(
     )
     assert [r.status_code for r in (stale, missing, invalid, forbidden)] == [412, 404, 422, 404]
 
-    # A constraint violation inside the event insert itself (channel longer than its column):
-    # the task inserted earlier in the same transaction must go too.
+    # Creating a task is one statement: when its event insert fails (here a constraint added
+    # for the test), the task inserted earlier in that statement must go too.
+    async with app.state.db.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "ALTER TABLE api.events ADD CONSTRAINT test_no_created"
+                " CHECK (type <> 'task.created') NOT VALID"
+            )
+        )
+    try:
+        violated_create = await client.post(
+            f"/api/boards/{board_id}/tasks", json={"title": "t"}, headers=owner.headers
+        )
+    finally:
+        async with app.state.db.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE api.events DROP CONSTRAINT test_no_created"))
+
+    # Updating a task takes several statements: a constraint violation in the event insert
+    # (channel longer than its column) must undo the update made earlier in the transaction.
     monkeypatch.setattr(tasks_module, "board_channel", lambda _: "board:" + "x" * 100)
-    violated = await client.post(
-        f"/api/boards/{board_id}/tasks", json={"title": "t"}, headers=owner.headers
+    violated_update = await client.patch(
+        f"/api/tasks/{task['id']}", json={"title": "changed"}, headers=owner.headers
     )
     monkeypatch.undo()
 
-    # An exception after the task insert, before the events.
-    def explode(_: object) -> None:
+    # An exception after the task update, before the events.
+    def explode(*_: object) -> None:
         raise RuntimeError("mid-transaction failure")
 
-    monkeypatch.setattr(tasks_module, "_task", explode)
-    crashed = await client.post(
-        f"/api/boards/{board_id}/tasks", json={"title": "t"}, headers=owner.headers
+    monkeypatch.setattr(tasks_module, "append_events", explode)
+    crashed = await client.patch(
+        f"/api/tasks/{task['id']}", json={"title": "changed"}, headers=owner.headers
     )
     monkeypatch.undo()
 
-    assert violated.status_code == 500
+    assert violated_create.status_code == 500
+    assert violated_update.status_code == 500
     assert crashed.status_code == 500
     assert crashed.json() == {"error": "internal_error", "detail": "Internal server error"}
     assert await count_board_rows(app, board_id) == before
+    unchanged = await client.get(f"/api/tasks/{task['id']}", headers=owner.headers)
+    assert unchanged.json()["title"] == task["title"]
 
 
 async def test_pruning_removes_only_old_events(
@@ -202,7 +225,7 @@ async def test_pruning_removes_only_old_events(
     deleted = await prune_events(app.state.db.engine, timedelta(days=7))
 
     assert deleted == len(old_ids) >= 2
-    assert (await count_board_rows(app, board_id))[1] == 1
+    assert (await count_board_rows(app, board_id))[2] == 1
     async with app.state.db.engine.connect() as conn:
         watermark = await conn.scalar(text("SELECT pruned_through FROM api.outbox_state"))
     assert watermark == max(old_ids)

@@ -8,7 +8,7 @@ from sqlalchemy import bindparam, select
 
 from api_service.errors import BoardNotFound
 from api_service.models import boards, members
-from servicekit.db import Connection, Statement
+from servicekit.db import Statement, StatementRunner
 from servicekit.errors import Forbidden
 from servicekit.security import CurrentClaims
 
@@ -33,7 +33,7 @@ UserId = Annotated[uuid.UUID, Depends(current_user_id)]
 
 
 async def board_role(
-    db: Connection, board_id: uuid.UUID, user_id: uuid.UUID, *, lock: bool = False
+    db: StatementRunner, board_id: uuid.UUID, user_id: uuid.UUID, *, lock: bool = False
 ) -> str:
     """The caller's role on the board; 404 when the board does not exist or they are not a
     member (existence is not revealed).

@@ -18,7 +18,7 @@ from api_service.models import boards, members
 from api_service.outbox import Event, append_events, board_channel, user_channel
 from api_service.pagination import Cursor, Limit, newest_first_page, next_cursor, page_params
 from api_service.schemas import Board, BoardCreate, BoardOut, BoardUpdate, MemberOut, Page
-from servicekit.db import ReadsDep, Statement, TransactionDep
+from servicekit.db import AutocommitDep, Statement, TransactionDep
 from servicekit.errors import PreconditionFailed
 
 router = APIRouter(prefix="/api/boards", tags=["boards"])
@@ -86,7 +86,7 @@ async def create_board(
 
 @router.get("")
 async def list_boards(
-    user_id: UserId, db: ReadsDep, limit: Limit = 50, cursor: Cursor = None
+    user_id: UserId, db: AutocommitDep, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[BoardOut]:
     """The boards you are a member of, newest first."""
     rows = await db.fetch(LIST_BOARDS, user_id=user_id, **page_params(limit, cursor))
@@ -97,7 +97,7 @@ async def list_boards(
 
 @router.get("/{board_id}")
 async def read_board(
-    board_id: uuid.UUID, user_id: UserId, db: ReadsDep, response: Response
+    board_id: uuid.UUID, user_id: UserId, db: AutocommitDep, response: Response
 ) -> BoardOut:
     row = await db.fetchrow(READ_BOARD, board_id=board_id, user_id=user_id)
     if row is None:

@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Boards, members and tasks; every write appends change events.",
         prefix="/api",
         settings=settings,
-        routers=[boards.router, members.router, tasks.board_tasks_router, tasks.router],
+        routers=[tasks.board_tasks_router, tasks.router, boards.router, members.router],
         lifespan=lifespan,
     )
 

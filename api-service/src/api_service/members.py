@@ -10,7 +10,7 @@ from api_service.errors import LastOwner, MemberNotFound
 from api_service.models import members
 from api_service.outbox import Event, append_events, board_channel, user_channel
 from api_service.schemas import MemberOut, MemberPut
-from servicekit.db import Connection, ReadsDep, Statement, TransactionDep
+from servicekit.db import AutocommitDep, Statement, StatementRunner, TransactionDep
 from servicekit.errors import Forbidden
 
 router = APIRouter(prefix="/api/boards/{board_id}/members", tags=["members"])
@@ -44,13 +44,13 @@ DELETE_MEMBER = Statement.of(
 )
 
 
-async def _is_last_owner(db: Connection, board_id: uuid.UUID, member_id: uuid.UUID) -> bool:
+async def _is_last_owner(db: StatementRunner, board_id: uuid.UUID, member_id: uuid.UUID) -> bool:
     others: int = await db.fetchval(OTHER_OWNERS, board_id=board_id, user_id=member_id)
     return others == 0
 
 
 @router.get("")
-async def list_members(board_id: uuid.UUID, user_id: UserId, db: ReadsDep) -> list[MemberOut]:
+async def list_members(board_id: uuid.UUID, user_id: UserId, db: AutocommitDep) -> list[MemberOut]:
     await board_role(db, board_id, user_id)
     rows = await db.fetch(LIST_MEMBERS, board_id=board_id)
     return [MemberOut.model_validate(dict(row)) for row in rows]

@@ -47,19 +47,38 @@ EVENTS_WRITTEN = Counter("api_events_written", "Events committed to the outbox",
 for event_type in EVENT_TYPES:
     EVENTS_WRITTEN.labels(type=event_type)
 
-_APPEND_EVENTS = Statement.of(
-    text(
-        """
-        WITH commit_order AS (SELECT pg_advisory_xact_lock(:lock_key)),
+
+def appending_events(new_events: str) -> str:
+    """SQL for the CTEs that append the rows of the CTE `new_events` (columns `channel`, `type`,
+    `data` jsonb, `n` for their order) as events by `:actor_id`, under the commit-order lock.
+    The CTE `appended` holds the new ids, `notified` the NOTIFY of the highest one; the
+    statement must read `notified`, since a CTE that is not read does not run."""
+    return f"""
+        commit_order AS (
+            SELECT pg_advisory_xact_lock({_COMMIT_ORDER_LOCK})
+            WHERE EXISTS (SELECT FROM {new_events})
+        ),
         appended AS (
             INSERT INTO api.events (channel, type, data, actor_id)
-            SELECT e ->> 'channel', e ->> 'type', e -> 'data', CAST(:actor_id AS uuid)
-            FROM commit_order,
-                jsonb_array_elements(CAST(:events AS jsonb)) WITH ORDINALITY AS x(e, n)
-            ORDER BY n
+            SELECT e.channel, e.type, e.data, CAST(:actor_id AS uuid)
+            FROM commit_order, {new_events} AS e
+            ORDER BY e.n
             RETURNING id
-        )
-        SELECT pg_notify(:notify_channel, max(id)::text) FROM appended
+        ),
+        notified AS (
+            SELECT pg_notify('{NOTIFY_CHANNEL}', max(id)::text) FROM appended HAVING count(*) > 0
+        )"""
+
+
+_APPEND_EVENTS = Statement.of(
+    text(
+        f"""
+        WITH new_events AS (
+            SELECT e ->> 'channel' AS channel, e ->> 'type' AS type, e -> 'data' AS data, n
+            FROM jsonb_array_elements(CAST(:events AS jsonb)) WITH ORDINALITY AS x(e, n)
+        ),
+        {appending_events("new_events")}
+        SELECT count(*) FROM notified
         """
     )
 )
@@ -87,18 +106,13 @@ async def append_events(db: Connection, actor_id: uuid.UUID, events: list[Event]
     payload = json.dumps(
         [{"channel": e.channel, "type": e.type, "data": e.data} for e in events], default=str
     )
-    await db.fetchval(
-        _APPEND_EVENTS,
-        lock_key=_COMMIT_ORDER_LOCK,
-        notify_channel=NOTIFY_CHANNEL,
-        actor_id=str(actor_id),
-        events=payload,
-    )
+    await db.fetchval(_APPEND_EVENTS, actor_id=str(actor_id), events=payload)
     types = [e.type for e in events]
-    db.after_commit(lambda: _count_written(types))
+    db.after_commit(lambda: count_written(types))
 
 
-def _count_written(types: list[str]) -> None:
+def count_written(types: list[str]) -> None:
+    """Count committed events in `api_events_written_total`."""
     for event_type in types:
         EVENTS_WRITTEN.labels(type=event_type).inc()
 

@@ -1,5 +1,4 @@
 import asyncio
-import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -50,22 +49,11 @@ def drain_on_sigterm(hub: Hub, health: Health) -> Callable[[], None]:
     return restore
 
 
-def tune_garbage_collector() -> None:
-    """Fewer, later collections. With thousands of long-lived connections, each full
-    collection walks them all while delivery stalls, and the delivery path allocates fast
-    enough to trigger collections continually: with the defaults, collections made the p99
-    delivery latency (230 ms against 60 ms, bench/README.md). Objects alive at startup are
-    frozen out of collection altogether."""
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 1000)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tune_garbage_collector()
         database = Database(settings)
         hub = Hub(asyncpg_dsn(settings.database_url), settings.poll_interval_seconds)
         await hub.start()
@@ -95,7 +83,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         routers=[routes.router, sse.router, ws.router],
         lifespan=lifespan,
-        streaming=True,
     )
 
 
