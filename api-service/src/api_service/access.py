@@ -1,16 +1,13 @@
 """Who may do what: membership roles, read from the board's members in the same transaction."""
 
 import uuid
-from typing import Annotated
 
-from fastapi import Depends
 from sqlalchemy import bindparam, select
 
 from api_service.errors import BoardNotFound
 from api_service.models import boards, members
 from servicekit.db import Statement, StatementRunner
 from servicekit.errors import Forbidden
-from servicekit.security import CurrentClaims
 
 WRITERS = frozenset({"owner", "editor"})
 OWNERS = frozenset({"owner"})
@@ -23,13 +20,6 @@ MEMBER_ROLE = Statement.of(
         members.c.board_id == bindparam("board_id"), members.c.user_id == bindparam("user_id")
     )
 )
-
-
-async def current_user_id(claims: CurrentClaims) -> uuid.UUID:
-    return claims.user_id
-
-
-UserId = Annotated[uuid.UUID, Depends(current_user_id)]
 
 
 async def board_role(

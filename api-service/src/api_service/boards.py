@@ -5,7 +5,7 @@ from fastapi import APIRouter, Response, status
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from api_service.access import OWNERS, WRITERS, UserId, board_role, require_role
+from api_service.access import OWNERS, WRITERS, board_role, require_role
 from api_service.concurrency import (
     IfMatch,
     expected_versions,
@@ -20,6 +20,7 @@ from api_service.pagination import Cursor, Limit, newest_first_page, next_cursor
 from api_service.schemas import Board, BoardCreate, BoardOut, BoardUpdate, MemberOut, Page
 from servicekit.db import AutocommitDep, Statement, TransactionDep
 from servicekit.errors import PreconditionFailed
+from servicekit.security import CurrentUserId
 
 router = APIRouter(prefix="/api/boards", tags=["boards"])
 
@@ -64,7 +65,7 @@ def removal_data(board_id: uuid.UUID, user_id: uuid.UUID) -> dict[str, Any]:
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_board(
-    body: BoardCreate, user_id: UserId, db: TransactionDep, response: Response
+    body: BoardCreate, user_id: CurrentUserId, db: TransactionDep, response: Response
 ) -> BoardOut:
     board = await db.fetchrow(INSERT_BOARD, id=uuid.uuid4(), name=body.name)
     assert board is not None
@@ -86,7 +87,7 @@ async def create_board(
 
 @router.get("")
 async def list_boards(
-    user_id: UserId, db: AutocommitDep, limit: Limit = 50, cursor: Cursor = None
+    user_id: CurrentUserId, db: AutocommitDep, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[BoardOut]:
     """The boards you are a member of, newest first."""
     rows = await db.fetch(LIST_BOARDS, user_id=user_id, **page_params(limit, cursor))
@@ -97,7 +98,7 @@ async def list_boards(
 
 @router.get("/{board_id}")
 async def read_board(
-    board_id: uuid.UUID, user_id: UserId, db: AutocommitDep, response: Response
+    board_id: uuid.UUID, user_id: CurrentUserId, db: AutocommitDep, response: Response
 ) -> BoardOut:
     row = await db.fetchrow(READ_BOARD, board_id=board_id, user_id=user_id)
     if row is None:
@@ -110,7 +111,7 @@ async def read_board(
 async def update_board(
     board_id: uuid.UUID,
     body: BoardUpdate,
-    user_id: UserId,
+    user_id: CurrentUserId,
     db: TransactionDep,
     response: Response,
     if_match: IfMatch = None,
@@ -130,7 +131,7 @@ async def update_board(
 
 @router.delete("/{board_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_board(
-    board_id: uuid.UUID, user_id: UserId, db: TransactionDep, if_match: IfMatch = None
+    board_id: uuid.UUID, user_id: CurrentUserId, db: TransactionDep, if_match: IfMatch = None
 ) -> None:
     """Deletes the board with its tasks and members (owners only)."""
     versions = expected_versions(if_match)

@@ -28,8 +28,12 @@ def expected_versions(if_match: str | None) -> list[int] | None:
     return versions
 
 
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
 def set_etag(response: Response, version: int) -> None:
-    response.headers["ETag"] = f'"{version}"'
+    response.headers["ETag"] = etag(version)
 
 
 def _version_matches(table: Table) -> ColumnElement[bool]:

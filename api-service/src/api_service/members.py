@@ -4,7 +4,7 @@ from fastapi import APIRouter, status
 from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
-from api_service.access import MEMBER_ROLE, OWNERS, UserId, board_role, require_role
+from api_service.access import MEMBER_ROLE, OWNERS, board_role, require_role
 from api_service.boards import member_data, removal_data
 from api_service.errors import LastOwner, MemberNotFound
 from api_service.models import members
@@ -12,6 +12,7 @@ from api_service.outbox import Event, append_events, board_channel, user_channel
 from api_service.schemas import MemberOut, MemberPut
 from servicekit.db import AutocommitDep, Statement, StatementRunner, TransactionDep
 from servicekit.errors import Forbidden
+from servicekit.security import CurrentUserId
 
 router = APIRouter(prefix="/api/boards/{board_id}/members", tags=["members"])
 
@@ -50,7 +51,9 @@ async def _is_last_owner(db: StatementRunner, board_id: uuid.UUID, member_id: uu
 
 
 @router.get("")
-async def list_members(board_id: uuid.UUID, user_id: UserId, db: AutocommitDep) -> list[MemberOut]:
+async def list_members(
+    board_id: uuid.UUID, user_id: CurrentUserId, db: AutocommitDep
+) -> list[MemberOut]:
     await board_role(db, board_id, user_id)
     rows = await db.fetch(LIST_MEMBERS, board_id=board_id)
     return [MemberOut.model_validate(dict(row)) for row in rows]
@@ -58,7 +61,11 @@ async def list_members(board_id: uuid.UUID, user_id: UserId, db: AutocommitDep) 
 
 @router.put("/{member_id}")
 async def put_member(
-    board_id: uuid.UUID, member_id: uuid.UUID, body: MemberPut, user_id: UserId, db: TransactionDep
+    board_id: uuid.UUID,
+    member_id: uuid.UUID,
+    body: MemberPut,
+    user_id: CurrentUserId,
+    db: TransactionDep,
 ) -> MemberOut:
     """Adds the user with this role, or changes their role (owners only)."""
     require_role(await board_role(db, board_id, user_id, lock=True), OWNERS)
@@ -88,7 +95,7 @@ async def put_member(
 
 @router.delete("/{member_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def remove_member(
-    board_id: uuid.UUID, member_id: uuid.UUID, user_id: UserId, db: TransactionDep
+    board_id: uuid.UUID, member_id: uuid.UUID, user_id: CurrentUserId, db: TransactionDep
 ) -> None:
     """Owners remove anyone; any member may remove themself."""
     role = await board_role(db, board_id, user_id, lock=True)

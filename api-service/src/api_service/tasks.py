@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Query, Response, status
 from sqlalchemy import Boolean, bindparam, case, func, literal_column, text
 
-from api_service.access import MEMBER_ROLE, WRITERS, UserId, require_role
+from api_service.access import MEMBER_ROLE, WRITERS, require_role
 from api_service.concurrency import (
     IfMatch,
+    etag,
     expected_versions,
-    set_etag,
     versioned_delete,
     versioned_update,
 )
@@ -29,6 +29,7 @@ from api_service.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from api_service.schemas import Page, TaskCreate, TaskOut, TaskStatus, TaskUpdate
 from servicekit.db import AutocommitDep, Statement, StatementRunner, TransactionDep
 from servicekit.errors import PreconditionFailed
+from servicekit.security import CurrentUserId
 
 board_tasks_router = APIRouter(prefix="/api/boards/{board_id}/tasks", tags=["tasks"])
 router = APIRouter(prefix="/api/tasks", tags=["tasks"])
@@ -156,10 +157,13 @@ UPDATE_TASK = Statement.of(
 DELETE_TASK = Statement.of(versioned_delete(tasks))
 
 
-def _task_response(item: str, version: int, status_code: int = status.HTTP_200_OK) -> Response:
-    response = Response(item, status_code=status_code, media_type="application/json")
-    set_etag(response, version)
-    return response
+def _task_response(
+    item: str, version: int, status_code: int = status.HTTP_200_OK, location: str | None = None
+) -> Response:
+    headers = {"ETag": etag(version)}
+    if location is not None:
+        headers["Location"] = location
+    return Response(item, status_code, headers, media_type="application/json")
 
 
 async def _check_assignee(
@@ -180,7 +184,7 @@ async def _task_and_role(db: StatementRunner, task_id: uuid.UUID, user_id: uuid.
 
 @board_tasks_router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskOut)
 async def create_task(
-    board_id: uuid.UUID, body: TaskCreate, user_id: UserId, db: AutocommitDep
+    board_id: uuid.UUID, body: TaskCreate, user_id: CurrentUserId, db: AutocommitDep
 ) -> Response:
     task_id = uuid.uuid4()
     row = await db.fetchrow(
@@ -193,15 +197,15 @@ async def create_task(
     if not row["assignee_is_member"]:
         raise AssigneeNotMember()
     count_written(["task.created"])
-    response = _task_response(row["item"], row["version"], status.HTTP_201_CREATED)
-    response.headers["Location"] = f"/api/tasks/{task_id}"
-    return response
+    return _task_response(
+        row["item"], row["version"], status.HTTP_201_CREATED, location=f"/api/tasks/{task_id}"
+    )
 
 
 @board_tasks_router.get("", response_model=Page[TaskOut])
 async def list_tasks(
     board_id: uuid.UUID,
-    user_id: UserId,
+    user_id: CurrentUserId,
     db: AutocommitDep,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -230,7 +234,7 @@ async def list_tasks(
 
 
 @router.get("/{task_id}", response_model=TaskOut)
-async def read_task(task_id: uuid.UUID, user_id: UserId, db: AutocommitDep) -> Response:
+async def read_task(task_id: uuid.UUID, user_id: CurrentUserId, db: AutocommitDep) -> Response:
     row = await _task_and_role(db, task_id, user_id)
     return _task_response(row["item"], row["version"])
 
@@ -239,7 +243,7 @@ async def read_task(task_id: uuid.UUID, user_id: UserId, db: AutocommitDep) -> R
 async def update_task(
     task_id: uuid.UUID,
     body: TaskUpdate,
-    user_id: UserId,
+    user_id: CurrentUserId,
     db: TransactionDep,
     if_match: IfMatch = None,
 ) -> Response:
@@ -264,7 +268,7 @@ async def update_task(
 
 @router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def delete_task(
-    task_id: uuid.UUID, user_id: UserId, db: TransactionDep, if_match: IfMatch = None
+    task_id: uuid.UUID, user_id: CurrentUserId, db: TransactionDep, if_match: IfMatch = None
 ) -> None:
     versions = expected_versions(if_match)
     current = await _task_and_role(db, task_id, user_id)
