@@ -5,7 +5,7 @@ Ways to reach the database in a request, all on the one SQLAlchemy engine and it
   statement on the project machine;
 - `TransactionDep`, the pooled asyncpg connection itself in a transaction, running SQLAlchemy
   Core statements compiled once at import (`Statement`): the hot paths, at a fraction of that;
-- `AutocommitDep`, the same connection without BEGIN/COMMIT: each statement is its own
+- `AutocommitDep`, no BEGIN/COMMIT: each statement runs on a pooled connection as its own
   transaction, for reads and for a write done in one statement.
 """
 
