@@ -9,6 +9,7 @@ Ways to reach the database in a request, all on the one SQLAlchemy engine and it
   transaction, for reads and for a write done in one statement.
 """
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,7 +21,6 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -35,6 +35,10 @@ _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
 
 
 class Database:
+    """The SQLAlchemy engine (ORM sessions, admin work, readiness) and, for the hot paths that
+    run compiled statements, a plain asyncpg pool. Each pool opens connections only when they
+    are first needed, so a service holds connections in the pools it uses."""
+
     def __init__(self, settings: ServiceSettings) -> None:
         self.engine: AsyncEngine = create_async_engine(
             settings.database_url,
@@ -45,14 +49,25 @@ class Database:
             pool_recycle=3600,
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._dsn = asyncpg_dsn(settings.database_url)
+        self._pool_size = settings.db_pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+
+    async def _asyncpg_pool(self) -> asyncpg.Pool:
+        async with self._pool_lock:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    self._dsn, min_size=0, max_size=self._pool_size, reset=_keep_session
+                )
+            return self._pool
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
-        """The asyncpg connection under a pooled connection, for as long as the block runs."""
-        engine_connection: AsyncConnection
-        async with self.engine.connect() as engine_connection:
-            raw = await engine_connection.get_raw_connection()
-            yield raw.driver_connection
+        """A pooled asyncpg connection, for as long as the block runs."""
+        pool = self._pool or await self._asyncpg_pool()
+        async with pool.acquire() as connection:
+            yield connection
 
     async def check(self) -> None:
         """A readiness check: raises unless the database answers."""
@@ -60,7 +75,16 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
         await self.engine.dispose()
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """The pool's reset hook. asyncpg still rolls back a transaction left open; the full reset
+    it would run besides (UNLISTEN, RESET ALL, advisory unlock) costs a round trip per release,
+    for session state these connections never take: session settings, LISTEN and session
+    advisory locks live on connections of their own."""
 
 
 async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
