@@ -5,6 +5,8 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from api_service.schemas import TaskOut
+
 from .conftest import User, add_member, create_board, create_task
 
 
@@ -92,6 +94,42 @@ async def test_task_lifecycle_with_events(
     ]
     assert events[3][1] == moved.json()
     assert events[4][1] == {"id": task["id"], "board_id": board_id}
+
+
+async def test_a_task_reads_the_same_everywhere(
+    app: FastAPI, client: httpx.AsyncClient, user_pool: list[User]
+) -> None:
+    """PostgreSQL renders tasks: the create response, a read, a page and the event must be the
+    same JSON, with exactly the documented fields and types."""
+    owner = user_pool[0]
+    board_id = await create_board(client, owner)
+    created = await create_task(
+        client,
+        board_id,
+        owner,
+        title='Quote " and \\ ü',
+        description="line\nbreak",
+        status="doing",
+        assignee_id=owner.id,
+    )
+    read = (await client.get(f"/api/tasks/{created['id']}", headers=owner.headers)).json()
+    page = (await client.get(f"/api/boards/{board_id}/tasks", headers=owner.headers)).json()
+    events = await event_rows(app, f"board:{board_id}")
+
+    assert read == created
+    assert page == {"items": [created], "next_cursor": None}
+    assert events[-1] == ("task.created", created)
+    assert set(created) == set(TaskOut.model_fields)
+    task = TaskOut.model_validate(created)
+    assert (task.title, task.description) == ('Quote " and \\ ü', "line\nbreak")
+    assert (task.status, str(task.assignee_id), str(task.board_id)) == ("doing", owner.id, board_id)
+    async with app.state.db.engine.connect() as conn:
+        stored = await conn.scalar(
+            text("SELECT created_at FROM api.tasks WHERE id = CAST(:id AS uuid)"),
+            {"id": created["id"]},
+        )
+    assert task.created_at == stored
+    assert str(created["created_at"]).endswith("Z")
 
 
 async def test_if_match_race_one_wins_one_412(
