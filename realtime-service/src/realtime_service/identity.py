@@ -6,14 +6,11 @@ from realtime_service.tickets import Identity, redeem_ticket
 from servicekit.db import Database
 from servicekit.errors import InvalidToken, NotAuthenticated
 from servicekit.jwks import TokenVerifier
-from servicekit.jwt import InvalidTokenError
+from servicekit.security import verify_access_token
 
 
 async def identity_from_token(verifier: TokenVerifier, token: str) -> Identity:
-    try:
-        claims = await verifier.verify(token)
-    except InvalidTokenError as exc:
-        raise InvalidToken() from exc
+    claims = await verify_access_token(verifier, token)
     return Identity(claims.user_id, claims.expires_at)
 
 

@@ -29,5 +29,4 @@ def instrument(app: FastAPI) -> None:
         should_ignore_untemplated=True,
         should_group_status_codes=False,
         excluded_handlers=["/metrics"],
-        should_exclude_streaming_duration=True,
     ).add(_http_metrics()).instrument(app).expose(app, include_in_schema=False)

@@ -31,15 +31,20 @@ def token_verifier_for(settings: ServiceSettings, keys: KeySet) -> TokenVerifier
 BearerToken = Annotated[str | None, Depends(bearer_scheme)]
 
 
-async def current_claims(request: Request, token: BearerToken) -> AccessClaims:
-    if token is None:
-        raise NotAuthenticated()
-    verifier: TokenVerifier = request.app.state.token_verifier
+async def verify_access_token(verifier: TokenVerifier, token: str) -> AccessClaims:
+    """The token's verified claims, or `InvalidToken` (401). The client is not told why; the
+    log is."""
     try:
         return await verifier.verify(token)
     except InvalidTokenError as exc:
         logger.info("token rejected", extra={"reason": str(exc)})
         raise InvalidToken() from exc
+
+
+async def current_claims(request: Request, token: BearerToken) -> AccessClaims:
+    if token is None:
+        raise NotAuthenticated()
+    return await verify_access_token(request.app.state.token_verifier, token)
 
 
 CurrentClaims = Annotated[AccessClaims, Depends(current_claims)]
