@@ -32,10 +32,13 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID]:
         created_at_text, item_id_text = raw.split("|")
         created_at = datetime.fromisoformat(created_at_text)
         item_id = uuid.UUID(item_id_text)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        if created_at.tzinfo is None:
+            raise ValueError("a cursor's timestamp carries its offset")
+        # Well-formed, yet outside what a datetime (and so the driver) can hold once in UTC,
+        # e.g. 9999-12-31T23:59:59-23:59.
+        created_at = created_at.astimezone(UTC)
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError) as exc:
         raise InvalidCursor() from exc
-    if created_at.tzinfo is None:
-        raise InvalidCursor()
     return created_at, item_id
 
 

@@ -17,6 +17,7 @@ from auth_service.schemas import (
     UpdateMeRequest,
     UserOut,
 )
+from servicekit.schemas import Text
 from servicekit.security import CurrentClaims
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -52,7 +53,7 @@ class OAuthErrorRoute(APIRoute):
 router = APIRouter(prefix="/auth", tags=["auth"])
 token_router = APIRouter(prefix="/auth", tags=["auth"], route_class=OAuthErrorRoute)
 
-OptionalFormField = Annotated[str | None, Form()]
+OptionalFormField = Annotated[Text | None, Form()]
 
 
 @router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserOut)

@@ -1,7 +1,48 @@
-from pydantic import BaseModel, ConfigDict
+"""Request schemas shared by every service: what a request may carry, checked once, here."""
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
+
+# PostgreSQL's text cannot hold NUL, and a lone surrogate (JSON's "\ud800") has no UTF-8 form:
+# either would fail in the database, after the request was accepted.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(value: str) -> str:
+    """`value` unchanged, or a validation error (422 naming the field) when PostgreSQL could
+    not store it."""
+    if _UNSTORABLE.search(value):
+        raise ValueError("text may not contain NUL characters or unpaired surrogates")
+    return value
+
+
+Text = Annotated[str, AfterValidator(storable_text)]
+"""A string parameter (query, header, form field) PostgreSQL can store; request bodies built
+on `StrictModel` check every string field without it."""
+
+
+def _storable_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            _storable_strings(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable_strings(key)
+            _storable_strings(item)
+    return value
 
 
 class StrictModel(BaseModel):
-    """Request bodies: unknown fields are an error, not silently dropped."""
+    """Request bodies: unknown fields are an error, not silently dropped, and no string field
+    holds text PostgreSQL cannot store."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text_is_storable(cls, value: Any) -> Any:
+        return _storable_strings(value)
