@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from servicekit.outage import outage
 from servicekit.settings import ServiceSettings
 
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
@@ -47,6 +48,9 @@ class Database:
             # No pre-ping: it costs a round trip per request; asyncpg reports a dead
             # connection on use and the pool then replaces it.
             pool_recycle=3600,
+            # Error messages never carry statement parameters: they hold password hashes,
+            # emails and token hashes, and errors reach the log.
+            hide_parameters=True,
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._dsn = asyncpg_dsn(settings.database_url)
@@ -68,11 +72,15 @@ class Database:
         pool = self._pool or await self._asyncpg_pool()
         async with pool.acquire() as connection:
             yield connection
+        if outage.ongoing:
+            outage.ended()
 
     async def check(self) -> None:
         """A readiness check: raises unless the database answers."""
         async with self.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
+        if outage.ongoing:
+            outage.ended()
 
     async def dispose(self) -> None:
         if self._pool is not None:
@@ -93,6 +101,8 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
         try:
             yield session
             await session.commit()
+            if outage.ongoing:
+                outage.ended()
         except BaseException:
             await session.rollback()
             raise

@@ -21,6 +21,8 @@ class Health:
     def __init__(self) -> None:
         self.checks: dict[str, ReadinessCheck] = {}
         self.draining = False
+        # Logged when a check starts failing and when it recovers, not on every probe.
+        self.failing: set[str] = set()
 
     def add_check(self, name: str, check: ReadinessCheck) -> None:
         self.checks[name] = check
@@ -34,8 +36,15 @@ class Health:
         failing = []
         for name, result in zip(names, results, strict=True):
             if isinstance(result, BaseException):
-                logger.warning("readiness check failed", extra={"check": name, "err": repr(result)})
+                if name not in self.failing:
+                    logger.warning(
+                        "readiness check failed",
+                        extra={"check": name, "err": type(result).__name__},
+                    )
                 failing.append(name)
+            elif name in self.failing:
+                logger.info("readiness check passes again", extra={"check": name})
+        self.failing = set(failing)
         return failing
 
 

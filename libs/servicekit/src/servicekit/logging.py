@@ -3,6 +3,7 @@
 import contextvars
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +20,19 @@ _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {
 }
 
 
+# A URL path's query string: uvicorn logs WebSocket paths with theirs
+# (`"WebSocket /realtime/ws?ticket=..." [accepted]`), and tickets travel there.
+_QUERY_STRING = re.compile(r"(/[^\s?\"']*)\?[^\s\"']*")
+
+
+def without_query_strings(text: str) -> str:
+    """`text` with the query string of every URL path in it cut off."""
+    return _QUERY_STRING.sub(r"\1", text) if "?" in text else text
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line. No query string of a URL path reaches it: they carry tickets."""
+
     def __init__(self, service: str) -> None:
         super().__init__()
         self.service = service
@@ -30,7 +43,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "service": self.service,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": without_query_strings(record.getMessage()),
         }
         request_id = request_id_var.get()
         if request_id is not None:
@@ -39,7 +52,7 @@ class JsonFormatter(logging.Formatter):
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = without_query_strings(self.formatException(record.exc_info))
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 

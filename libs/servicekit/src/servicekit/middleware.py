@@ -1,4 +1,5 @@
-"""Request context: request id in and out, one access log line, and the last-resort 500."""
+"""Request context: request id in and out, one access log line, and the last-resort 503
+(database unreachable) or 500."""
 
 import logging
 import re
@@ -10,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from servicekit.errors import error_response
 from servicekit.logging import request_id_var
 from servicekit.metrics import REQUESTS_IN_PROGRESS
+from servicekit.outage import RETRY_AFTER_SECONDS, is_database_unavailable, outage
 
 logger = logging.getLogger("servicekit.access")
 
@@ -63,10 +65,19 @@ class RequestContextMiddleware:
             REQUESTS_IN_PROGRESS.inc()
         try:
             await self.app(scope, receive, send_with_request_id)
-        except Exception:
-            logger.exception("unhandled error")
-            if scope["type"] == "http" and status == 0:
+        except Exception as exc:
+            if is_database_unavailable(exc):
+                outage.began(exc)
+                response = error_response(
+                    503,
+                    "unavailable",
+                    "The database is unreachable: retry later",
+                    {"Retry-After": str(RETRY_AFTER_SECONDS)},
+                )
+            else:
+                logger.exception("unhandled error")
                 response = error_response(500, "internal_error", "Internal server error")
+            if scope["type"] == "http" and status == 0:
                 await response(scope, receive, send_with_request_id)
         finally:
             if in_progress:

@@ -22,7 +22,7 @@ def run_migrations_online(metadata: MetaData, schema: str) -> None:
 
 
 async def _migrate(url: str, metadata: MetaData, schema: str) -> None:
-    engine = create_async_engine(url, poolclass=NullPool)
+    engine = create_async_engine(url, poolclass=NullPool, hide_parameters=True)
     try:
         async with engine.connect() as conn:
             # Replicas starting together would otherwise race on the same migration.
