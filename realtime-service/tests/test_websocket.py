@@ -202,8 +202,6 @@ async def test_close_4001_when_the_token_expires(stack: Stack, board: Board) -> 
         '{"type": "dance"}',
         '{"type": "subscribe", "channel": "room:1"}',
         '{"type": "subscribe", "channel": 5}',
-        '{"type": "subscribe", "channel": "board:00000000-0000-0000-0000-000000000000",'
-        ' "last_event_id": "x"}',
     ],
 )
 async def test_close_4400_for_protocol_errors(stack: Stack, board: Board, message: str) -> None:

@@ -10,6 +10,7 @@ from starlette.types import Receive, Scope, Send
 
 from realtime_service import metrics
 from realtime_service.config import Settings
+from realtime_service.event_ids import InvalidEventId, event_id_from_text
 from realtime_service.events import (
     InvalidChannel,
     LogEvent,
@@ -55,9 +56,10 @@ def parse_last_event_id(header: str | None, query: str | None) -> int | None:
     raw = header if header is not None else query
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 19:
-        raise InvalidLastEventId()
-    return int(raw)
+    try:
+        return event_id_from_text(raw)
+    except InvalidEventId as exc:
+        raise InvalidLastEventId() from exc
 
 
 @router.get(

@@ -13,6 +13,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from realtime_service import metrics
 from realtime_service.access import can_publish
 from realtime_service.config import Settings
+from realtime_service.event_ids import InvalidEventId, event_id_from_json
 from realtime_service.events import InvalidChannel, LogEvent, channel_name, parse_channel
 from realtime_service.hub import Hub, Item, Subscriber
 from realtime_service.identity import identity_from_token
@@ -20,6 +21,8 @@ from realtime_service.subscriptions import open_channels, replay
 from realtime_service.tickets import Identity, redeem_ticket
 from servicekit.db import Database
 from servicekit.errors import Forbidden, ServiceError
+from servicekit.jsondepth import MAX_JSON_DEPTH, json_nesting_exceeds
+from servicekit.outage import is_database_unavailable, outage
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/realtime", tags=["realtime"])
@@ -59,30 +62,51 @@ class RateLimiter:
 @router.websocket("/ws")
 async def websocket_endpoint(websocket: WebSocket, ticket: str | None = None) -> None:
     settings: Settings = websocket.app.state.settings
-    origin = websocket.headers.get("origin")
     await websocket.accept()
     metrics.CONNECTIONS.labels(transport="ws").inc()
     try:
-        if origin is not None and origin not in settings.allowed_origins:
-            raise Close(1008, "origin not allowed")
-        identity = await _authenticate(websocket, ticket, settings)
-        await Session(websocket, identity, settings).run()
+        await _serve(websocket, ticket, settings)
     except Close as close:
-        metrics.DISCONNECTS.labels(transport="ws", code=str(close.code)).inc()
-        with contextlib.suppress(Exception):
-            await websocket.close(close.code, close.reason)
+        await _close(websocket, close)
     except WebSocketDisconnect:
         pass
+    except Exception as exc:
+        if not is_database_unavailable(exc):
+            raise
+        outage.began(exc)
+        await _close(websocket, Close(1011, "the database is unreachable: reconnect later"))
     finally:
         metrics.CONNECTIONS.labels(transport="ws").dec()
+
+
+async def _serve(websocket: WebSocket, ticket: str | None, settings: Settings) -> None:
+    origin = websocket.headers.get("origin")
+    if origin is not None and origin not in settings.allowed_origins:
+        if ticket is not None:
+            # Spent on its first presentation, whatever the outcome: a ticket that leaked
+            # into a foreign page must not stay usable.
+            await _redeem(websocket, ticket)
+        raise Close(1008, "origin not allowed")
+    identity = await _authenticate(websocket, ticket, settings)
+    await Session(websocket, identity, settings).run()
+
+
+async def _close(websocket: WebSocket, close: Close) -> None:
+    metrics.DISCONNECTS.labels(transport="ws", code=str(close.code)).inc()
+    with contextlib.suppress(Exception):
+        await websocket.close(close.code, close.reason)
+
+
+async def _redeem(websocket: WebSocket, ticket: str) -> Identity | None:
+    database: Database = websocket.app.state.db
+    async with database.acquire() as connection:
+        return await redeem_ticket(connection, ticket)
 
 
 async def _authenticate(websocket: WebSocket, ticket: str | None, settings: Settings) -> Identity:
     verifier = websocket.app.state.token_verifier
     if ticket is not None:
-        database: Database = websocket.app.state.db
-        async with database.acquire() as connection:
-            identity = await redeem_ticket(connection, ticket)
+        identity = await _redeem(websocket, ticket)
         if identity is None:
             raise Close(4401, "the ticket is unknown, used or expired")
         return identity
@@ -109,6 +133,8 @@ async def _verify(verifier: Any, token: str) -> Identity:
 def _parse(text: str, settings: Settings) -> dict[str, Any]:
     if len(text.encode()) > settings.max_ws_message_bytes:
         raise Close(1009, f"messages are limited to {settings.max_ws_message_bytes} bytes")
+    if json_nesting_exceeds(text):
+        raise Close(4400, f"JSON may nest at most {MAX_JSON_DEPTH} levels")
     try:
         message = json.loads(text)
     except ValueError as exc:
@@ -116,6 +142,11 @@ def _parse(text: str, settings: Settings) -> dict[str, Any]:
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise Close(4400, "messages must be JSON objects with a type")
     return message
+
+
+def _last_event_id(message: dict[str, Any]) -> int | None:
+    value = message.get("last_event_id")
+    return None if value is None else event_id_from_json(value)
 
 
 class Session:
@@ -171,7 +202,16 @@ class Session:
         if kind == "ping":
             await self.reply({"type": "pong"})
         elif kind == "subscribe":
-            await self._subscribe(self._channel(message), message.get("last_event_id"))
+            channel = self._channel(message)
+            try:
+                last_event_id = _last_event_id(message)
+            except InvalidEventId:
+                detail = "last_event_id must be an event id: an integer, or ASCII digits"
+                await self.reply(
+                    {"type": "error", "code": "invalid_last_event_id", "detail": detail}
+                )
+                return
+            await self._subscribe(channel, last_event_id)
         elif kind == "unsubscribe":
             channel = self._channel(message)
             self.hub.unsubscribe(self.subscriber, channel)
@@ -192,13 +232,7 @@ class Session:
         except InvalidChannel as exc:
             raise Close(4400, str(exc)) from exc
 
-    async def _subscribe(self, channel: str, last_event_id: object) -> None:
-        if last_event_id is not None and (
-            not isinstance(last_event_id, int)
-            or isinstance(last_event_id, bool)
-            or last_event_id < 0
-        ):
-            raise Close(4400, "last_event_id must be a non-negative integer")
+    async def _subscribe(self, channel: str, last_event_id: int | None) -> None:
         if channel not in self.subscriber.channels and (
             len(self.subscriber.channels) >= self.settings.max_channels
         ):

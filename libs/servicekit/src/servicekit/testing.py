@@ -94,10 +94,32 @@ def _open_log(app: str, port: int) -> IO[bytes]:
     return tempfile.TemporaryFile()
 
 
+# The flags every deployment runs uvicorn with (deploy/local/launcher.py, the Dockerfiles):
+# no access log of its own (it would log query strings); idle keep-alive connections outlive
+# the gateway's (nginx closes first, so it never sends a request on a connection uvicorn is
+# closing: a 502); WebSocket frames capped at realtime's own message cap (8 KiB), so that a
+# frame of any size is refused with 1009.
+UVICORN_FLAGS = (
+    "--no-access-log",
+    "--timeout-keep-alive",
+    "75",
+    "--ws-max-size",
+    "8192",
+    "--ws-per-message-deflate",
+    "false",
+)
+
+
 @dataclass(frozen=True)
 class ServiceProcess:
     url: str
     pid: int
+    log: IO[bytes]
+
+    def output(self) -> str:
+        """Everything the process has written to stdout and stderr so far."""
+        size = os.fstat(self.log.fileno()).st_size
+        return os.pread(self.log.fileno(), size, 0).decode(errors="replace")
 
 
 @asynccontextmanager
@@ -111,13 +133,14 @@ async def uvicorn_service(
     with _open_log(app, port) as log:
         process = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)),
+            *UVICORN_FLAGS,
             env={**os.environ, **env},
             stdout=log,
             stderr=log,
         )
         try:
             await _wait_until_ready(process, f"{base_url}{ready_path}", log)
-            yield ServiceProcess(base_url, process.pid)
+            yield ServiceProcess(base_url, process.pid, log)
         finally:
             if process.returncode is None:
                 process.terminate()
