@@ -257,6 +257,14 @@ class NativeStack:
             "--no-access-log",
             "--ws-per-message-deflate",
             "false",
+            # Longer than nginx's upstream keepalive_timeout (60 s): the gateway closes idle
+            # connections first, and never sends a request on one uvicorn is closing (a 502).
+            "--timeout-keep-alive",
+            "75",
+            # realtime's own message cap (MAX_WS_MESSAGE_BYTES): a frame of any size over it
+            # is refused with 1009.
+            "--ws-max-size",
+            "8192",
         ]
         env = {"DATABASE_URL": self.config.database_url, "SERVICE_NAME": name, **env}
         self._spawn(name, command, env)
