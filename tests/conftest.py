@@ -1,13 +1,16 @@
 """End-to-end tests: through the nginx gateway only. They start the native stack with the
 launcher (two realtime replicas, a fresh database), or use a running stack at E2E_BASE_URL."""
 
+import json
 import os
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -21,6 +24,60 @@ sys.path.insert(0, str(ROOT / "deploy" / "grafana"))
 from launcher import NativeStack, StackConfig  # noqa: E402
 
 PASSWORD = "e2e password 1"
+SESSION_STARTED = time.time()
+
+
+class SecretsSeen:
+    """Every password, token and ticket that went through a gateway client of this test run,
+    so that the last test can check that no log line holds one (test_logs_hold_no_secrets)."""
+
+    _SECRET_FIELDS = ("password", "current_password", "refresh_token", "access_token", "ticket")
+    _AUTH_PATHS = ("/auth/token", "/auth/register", "/auth/users/me", "/auth/logout")
+    _ISSUING_PATHS = ("/auth/token", "/realtime/tickets")
+
+    def __init__(self) -> None:
+        self.values: set[str] = {PASSWORD}
+
+    def _take(self, document: object) -> None:
+        if isinstance(document, dict):
+            for name in self._SECRET_FIELDS:
+                value = document.get(name)
+                if isinstance(value, str) and len(value) >= 8:
+                    self.values.add(value)
+
+    async def on_request(self, request: httpx.Request) -> None:
+        authorization = request.headers.get("authorization", "")
+        if authorization.lower().startswith("bearer "):
+            self.values.add(authorization[7:].strip())
+        if request.url.path in self._AUTH_PATHS and request.content:
+            body = request.content.decode(errors="replace")
+            if request.headers.get("content-type", "").startswith("application/json"):
+                with suppress(ValueError):
+                    self._take(json.loads(body))
+            else:
+                self._take(dict(parse_qsl(body)))
+
+    async def on_response(self, response: httpx.Response) -> None:
+        if response.request.url.path in self._ISSUING_PATHS and response.is_success:
+            await response.aread()
+            self._take(response.json())
+
+
+SECRETS_SEEN = SecretsSeen()
+
+
+def gateway_client(base_url: str) -> httpx.AsyncClient:
+    """An HTTP client for the gateway that records the secrets it carries."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=15,
+        event_hooks={"request": [SECRETS_SEEN.on_request], "response": [SECRETS_SEEN.on_response]},
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The log check runs last: it reads what every other test made the stacks write."""
+    items.sort(key=lambda item: item.path.name == "test_logs_hold_no_secrets.py")
 
 
 @asynccontextmanager
@@ -35,7 +92,8 @@ async def native_stack(name: str, **settings: Any) -> AsyncIterator[NativeStack]
             realtime_ports=[free_port(), free_port()],
             database_url=url,
             run_dir=ROOT / "var" / f"{name}-{uuid.uuid4().hex[:6]}",
-            extra_env={"LOG_LEVEL": "WARNING"},
+            # INFO: the log check must see every line a request can make a service write.
+            extra_env={"LOG_LEVEL": "INFO"},
             **settings,
         )
         native = NativeStack(config)
@@ -64,7 +122,7 @@ def base_url(stack: NativeStack | None) -> str:
 
 @pytest.fixture
 async def gateway(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=15) as client:
+    async with gateway_client(base_url) as client:
         yield client
 
 

@@ -19,10 +19,10 @@ from api_service.outbox import Event, append_events, board_channel, user_channel
 from api_service.pagination import Cursor, Limit, newest_first_page, next_cursor, page_params
 from api_service.schemas import Board, BoardCreate, BoardOut, BoardUpdate, MemberOut, Page
 from servicekit.db import AutocommitDep, Statement, TransactionDep
-from servicekit.errors import PreconditionFailed
+from servicekit.errors import PreconditionFailed, error_responses
 from servicekit.security import CurrentUserId
 
-router = APIRouter(prefix="/api/boards", tags=["boards"])
+router = APIRouter(prefix="/api/boards", tags=["boards"], responses=error_responses(401, 422, 503))
 
 _BOARD_WITH_ROLE = select(boards, members.c.role).join(members, members.c.board_id == boards.c.id)
 INSERT_BOARD = Statement.of(
@@ -85,7 +85,7 @@ async def create_board(
     return BoardOut.model_validate({**board, "role": "owner"})
 
 
-@router.get("")
+@router.get("", responses=error_responses(400))
 async def list_boards(
     user_id: CurrentUserId, db: AutocommitDep, limit: Limit = 50, cursor: Cursor = None
 ) -> Page[BoardOut]:
@@ -96,7 +96,7 @@ async def list_boards(
     )
 
 
-@router.get("/{board_id}")
+@router.get("/{board_id}", responses=error_responses(404))
 async def read_board(
     board_id: uuid.UUID, user_id: CurrentUserId, db: AutocommitDep, response: Response
 ) -> BoardOut:
@@ -107,7 +107,7 @@ async def read_board(
     return BoardOut.model_validate(dict(row))
 
 
-@router.patch("/{board_id}")
+@router.patch("/{board_id}", responses=error_responses(400, 403, 404, 412))
 async def update_board(
     board_id: uuid.UUID,
     body: BoardUpdate,
@@ -129,7 +129,11 @@ async def update_board(
     return BoardOut.model_validate({**board, "role": role})
 
 
-@router.delete("/{board_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{board_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(400, 403, 404, 412),
+)
 async def delete_board(
     board_id: uuid.UUID, user_id: CurrentUserId, db: TransactionDep, if_match: IfMatch = None
 ) -> None:

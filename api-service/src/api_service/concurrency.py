@@ -4,6 +4,7 @@ import re
 from typing import Annotated, Any
 
 from fastapi import Header, Response
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import ARRAY, Integer, Table, any_, bindparam, delete, func, or_, update
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.dml import ReturningDelete, ReturningUpdate
@@ -12,7 +13,15 @@ from api_service.errors import InvalidIfMatch
 
 _ENTITY_TAG = re.compile(r'\s*"(\d{1,9})"\s*')
 
-IfMatch = Annotated[str | None, Header(max_length=1000)]
+# The pattern documents what is accepted (a malformed one is 400 invalid_if_match, checked by
+# `expected_versions`); optional, never null.
+IfMatch = Annotated[
+    str | SkipJsonSchema[None],
+    Header(
+        max_length=1000,
+        json_schema_extra={"pattern": '^\\s*(\\*|"[0-9]{1,9}"(\\s*,\\s*"[0-9]{1,9}")*)\\s*$'},
+    ),
+]
 
 
 def expected_versions(if_match: str | None) -> list[int] | None:

@@ -1,4 +1,4 @@
-from servicekit.errors import Conflict, NotFound, ServiceError
+from servicekit.errors import Conflict, NotFound, ServiceError, field_issue
 
 
 class BoardNotFound(NotFound):
@@ -32,6 +32,14 @@ class InvalidIfMatch(ServiceError):
 
 
 class AssigneeNotMember(ServiceError):
+    """A 422 like a validation error's: its detail names the field."""
+
     status_code = 422
     error = "assignee_not_member"
-    default_detail = "assignee_id must be a member of the board"
+
+    def __init__(self) -> None:
+        super().__init__(
+            field_issue(
+                "body", "assignee_id", "must be a member of the board", "assignee_not_member"
+            )
+        )

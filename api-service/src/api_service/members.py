@@ -11,10 +11,14 @@ from api_service.models import members
 from api_service.outbox import Event, append_events, board_channel, user_channel
 from api_service.schemas import MemberOut, MemberPut
 from servicekit.db import AutocommitDep, Statement, StatementRunner, TransactionDep
-from servicekit.errors import Forbidden
+from servicekit.errors import Forbidden, error_responses
 from servicekit.security import CurrentUserId
 
-router = APIRouter(prefix="/api/boards/{board_id}/members", tags=["members"])
+router = APIRouter(
+    prefix="/api/boards/{board_id}/members",
+    tags=["members"],
+    responses=error_responses(401, 404, 422, 503),
+)
 
 _MEMBER_COLUMNS = (members.c.user_id, members.c.role, members.c.added_at)
 LIST_MEMBERS = Statement.of(
@@ -59,7 +63,7 @@ async def list_members(
     return [MemberOut.model_validate(dict(row)) for row in rows]
 
 
-@router.put("/{member_id}")
+@router.put("/{member_id}", responses=error_responses(403, 409))
 async def put_member(
     board_id: uuid.UUID,
     member_id: uuid.UUID,
@@ -93,7 +97,11 @@ async def put_member(
     return member
 
 
-@router.delete("/{member_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{member_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(403, 409),
+)
 async def remove_member(
     board_id: uuid.UUID, member_id: uuid.UUID, user_id: CurrentUserId, db: TransactionDep
 ) -> None:

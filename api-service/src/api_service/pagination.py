@@ -8,12 +8,19 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Query
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import DateTime, Select, Table, Uuid, bindparam, tuple_
 
 from api_service.errors import InvalidCursor
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Items per page")]
-Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor of the last page")]
+Cursor = Annotated[
+    str | SkipJsonSchema[None],
+    Query(
+        max_length=200,
+        description="next_cursor of the last page (opaque: anything else is 400 invalid_cursor)",
+    ),
+]
 
 # The position before the newest row, so that the first page is the same query as the others.
 _START = (datetime(9999, 12, 31, tzinfo=UTC), uuid.UUID(int=(1 << 128) - 1))

@@ -3,13 +3,22 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
-from servicekit.schemas import StrictModel
+from servicekit.schemas import VISIBLE_TEXT_PATTERN, StrictModel
 
 Role = Literal["owner", "editor", "viewer"]
 TaskStatus = Literal["todo", "doing", "done"]
-BoardName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+BoardName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    Field(json_schema_extra={"pattern": VISIBLE_TEXT_PATTERN}),
+]
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    Field(json_schema_extra={"pattern": VISIBLE_TEXT_PATTERN}),
+]
 Description = Annotated[str, Field(max_length=10_000)]
 
 Item = TypeVar("Item")
@@ -26,7 +35,9 @@ class BoardCreate(StrictModel):
 
 
 class BoardUpdate(StrictModel):
-    name: BoardName | None = None
+    # Optional but never null: the schema does not offer null (SkipJsonSchema), the
+    # validator refuses it.
+    name: BoardName | SkipJsonSchema[None] = None
 
     _name_not_null = field_validator("name", mode="before")(_reject_null)
 
@@ -66,9 +77,9 @@ class TaskCreate(StrictModel):
 class TaskUpdate(StrictModel):
     """Only the fields sent change; `assignee_id: null` unassigns, other fields may not be null."""
 
-    title: Title | None = None
-    description: Description | None = None
-    status: TaskStatus | None = None
+    title: Title | SkipJsonSchema[None] = None
+    description: Description | SkipJsonSchema[None] = None
+    status: TaskStatus | SkipJsonSchema[None] = None
     assignee_id: uuid.UUID | None = None
 
     _not_null = field_validator("title", "description", "status", mode="before")(_reject_null)

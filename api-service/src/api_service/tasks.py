@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Query, Response, status
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import Boolean, bindparam, case, func, literal_column, text
 
 from api_service.access import MEMBER_ROLE, WRITERS, require_role
@@ -28,11 +29,15 @@ from api_service.outbox import (
 from api_service.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from api_service.schemas import Page, TaskCreate, TaskOut, TaskStatus, TaskUpdate
 from servicekit.db import AutocommitDep, Statement, StatementRunner, TransactionDep
-from servicekit.errors import PreconditionFailed
+from servicekit.errors import PreconditionFailed, error_responses
 from servicekit.security import CurrentUserId
 
-board_tasks_router = APIRouter(prefix="/api/boards/{board_id}/tasks", tags=["tasks"])
-router = APIRouter(prefix="/api/tasks", tags=["tasks"])
+board_tasks_router = APIRouter(
+    prefix="/api/boards/{board_id}/tasks",
+    tags=["tasks"],
+    responses=error_responses(401, 422, 503),
+)
+router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=error_responses(401, 422, 503))
 
 _TASK_FIELDS = ("title", "description", "status", "assignee_id")
 _WRITER_ROLES = ", ".join(f"'{role}'" for role in sorted(WRITERS))
@@ -182,7 +187,12 @@ async def _task_and_role(db: StatementRunner, task_id: uuid.UUID, user_id: uuid.
     return row
 
 
-@board_tasks_router.post("", status_code=status.HTTP_201_CREATED, response_model=TaskOut)
+@board_tasks_router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TaskOut,
+    responses=error_responses(403, 404),
+)
 async def create_task(
     board_id: uuid.UUID, body: TaskCreate, user_id: CurrentUserId, db: AutocommitDep
 ) -> Response:
@@ -202,15 +212,15 @@ async def create_task(
     )
 
 
-@board_tasks_router.get("", response_model=Page[TaskOut])
+@board_tasks_router.get("", response_model=Page[TaskOut], responses=error_responses(400, 404))
 async def list_tasks(
     board_id: uuid.UUID,
     user_id: CurrentUserId,
     db: AutocommitDep,
     limit: Limit = 50,
     cursor: Cursor = None,
-    status: TaskStatus | None = None,
-    assignee_id: uuid.UUID | None = Query(default=None),
+    status: TaskStatus | SkipJsonSchema[None] = None,
+    assignee_id: uuid.UUID | SkipJsonSchema[None] = Query(default=None),
 ) -> Response:
     """The board's tasks, newest first, optionally filtered by status and assignee."""
     after_created_at, after_id = decode_cursor(cursor)
@@ -233,13 +243,13 @@ async def list_tasks(
     return Response(body, media_type="application/json")
 
 
-@router.get("/{task_id}", response_model=TaskOut)
+@router.get("/{task_id}", response_model=TaskOut, responses=error_responses(404))
 async def read_task(task_id: uuid.UUID, user_id: CurrentUserId, db: AutocommitDep) -> Response:
     row = await _task_and_role(db, task_id, user_id)
     return _task_response(row["item"], row["version"])
 
 
-@router.patch("/{task_id}", response_model=TaskOut)
+@router.patch("/{task_id}", response_model=TaskOut, responses=error_responses(400, 403, 404, 412))
 async def update_task(
     task_id: uuid.UUID,
     body: TaskUpdate,
@@ -266,7 +276,11 @@ async def update_task(
     return _task_response(row["item"], row["version"])
 
 
-@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{task_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(400, 403, 404, 412),
+)
 async def delete_task(
     task_id: uuid.UUID, user_id: CurrentUserId, db: TransactionDep, if_match: IfMatch = None
 ) -> None:

@@ -1,10 +1,11 @@
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from auth_service.dependencies import AuthServiceDep
@@ -17,6 +18,7 @@ from auth_service.schemas import (
     UpdateMeRequest,
     UserOut,
 )
+from servicekit.errors import error_responses
 from servicekit.schemas import Text
 from servicekit.security import CurrentClaims
 
@@ -53,10 +55,24 @@ class OAuthErrorRoute(APIRoute):
 router = APIRouter(prefix="/auth", tags=["auth"])
 token_router = APIRouter(prefix="/auth", tags=["auth"], route_class=OAuthErrorRoute)
 
+
+class OAuthErrorBody(BaseModel):
+    """RFC 6749 §5.2."""
+
+    error: Literal["invalid_request", "invalid_grant", "unsupported_grant_type"]
+    error_description: str
+
+
 OptionalFormField = Annotated[Text | None, Form()]
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserOut)
+# 429: the gateway rate-limits registration and the token endpoint.
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserOut,
+    responses=error_responses(409, 422, 429, 503),
+)
 async def register(body: RegisterRequest, auth: AuthServiceDep) -> Any:
     return await auth.register(body)
 
@@ -64,7 +80,10 @@ async def register(body: RegisterRequest, auth: AuthServiceDep) -> Any:
 @token_router.post(
     "/token",
     response_model=TokenResponse,
-    responses={400: {"description": "RFC 6749 §5.2 error body"}},
+    responses={
+        400: {"model": OAuthErrorBody, "description": "RFC 6749 §5.2 error body"},
+        **error_responses(429, 503),
+    },
 )
 async def token(
     response: Response,
@@ -95,25 +114,25 @@ async def token(
     )
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(422, 503))
 async def logout(body: LogoutRequest, auth: AuthServiceDep) -> None:
     """Ends the session the refresh token belongs to. Unknown tokens are accepted silently, so
     the answer reveals nothing about a token."""
     await auth.logout(body.refresh_token)
 
 
-@router.get("/users/me", response_model=UserOut)
+@router.get("/users/me", response_model=UserOut, responses=error_responses(401, 503))
 async def read_me(claims: CurrentClaims, auth: AuthServiceDep) -> Any:
     return await auth.get_user(claims.user_id)
 
 
-@router.patch("/users/me", response_model=UserOut)
+@router.patch("/users/me", response_model=UserOut, responses=error_responses(401, 403, 422, 503))
 async def update_me(body: UpdateMeRequest, claims: CurrentClaims, auth: AuthServiceDep) -> Any:
     """A password change needs `current_password` and ends the user's other sessions."""
     return await auth.update_me(claims.user_id, claims.session_id, body)
 
 
-@router.get("/.well-known/jwks.json", response_model=JwksResponse)
+@router.get("/.well-known/jwks.json", response_model=JwksResponse, responses=error_responses(503))
 async def jwks(request: Request, response: Response) -> JwksResponse:
     keyset = request.app.state.signing_keys.keyset
     response.headers["Cache-Control"] = "public, max-age=60"

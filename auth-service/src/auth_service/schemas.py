@@ -4,10 +4,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, EmailStr, Field, StringConstraints, ValidationInfo, field_validator
 
-from servicekit.schemas import StrictModel
+from servicekit.schemas import VISIBLE_TEXT_PATTERN, StrictModel
 
 Password = Annotated[str, Field(min_length=8, max_length=128)]
-DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+DisplayName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    Field(json_schema_extra={"pattern": VISIBLE_TEXT_PATTERN}),
+]
 # RFC 5321 caps a path at 256 octets, so an address is at most 254 characters.
 Email = Annotated[EmailStr, Field(max_length=254)]
 

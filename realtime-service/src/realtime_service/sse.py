@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic.json_schema import SkipJsonSchema
 from starlette.types import Receive, Scope, Send
 
 from realtime_service import metrics
@@ -23,7 +24,7 @@ from realtime_service.identity import identify
 from realtime_service.subscriptions import Opened, open_channels, replay
 from realtime_service.tickets import Identity
 from servicekit.db import Database
-from servicekit.errors import ServiceError
+from servicekit.errors import ServiceError, error_responses, field_issue
 
 router = APIRouter(prefix="/realtime", tags=["realtime"])
 
@@ -31,15 +32,22 @@ TOKEN_EXPIRED = 4001
 
 
 class InvalidChannels(ServiceError):
+    """A 422 like a validation error's: its detail names the field."""
+
     status_code = 422
     error = "invalid_channels"
-    default_detail = "channels must be a comma-separated list of board:<uuid> or user:<uuid>"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(field_issue("query", "channels", message, "invalid_channels"))
 
 
 class InvalidLastEventId(ServiceError):
     status_code = 422
     error = "invalid_last_event_id"
-    default_detail = "Last-Event-ID must be a non-negative event id"
+
+    def __init__(self, location: str, field: str) -> None:
+        message = "must be an event id: ASCII digits, at most 2**63 - 1"
+        super().__init__(field_issue(location, field, message, "invalid_last_event_id"))
 
 
 def parse_channels(raw: str, limit: int) -> list[str]:
@@ -59,20 +67,32 @@ def parse_last_event_id(header: str | None, query: str | None) -> int | None:
     try:
         return event_id_from_text(raw)
     except InvalidEventId as exc:
-        raise InvalidLastEventId() from exc
+        if header is not None:
+            raise InvalidLastEventId("header", "Last-Event-ID") from exc
+        raise InvalidLastEventId("query", "last_event_id") from exc
 
 
 @router.get(
     "/sse",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "The event stream"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "The event stream"},
+        **error_responses(401, 403, 422, 503),
+    },
 )
 async def sse(
     request: Request,
-    channels: Annotated[str, Query(max_length=2000, description="board:<id>,user:<id>,...")],
-    last_event_id: Annotated[str | None, Query(max_length=20)] = None,
-    ticket: Annotated[str | None, Query(max_length=4096)] = None,
-    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    channels: Annotated[
+        str, Query(min_length=1, max_length=2000, description="board:<id>,user:<id>,...")
+    ],
+    last_event_id: Annotated[
+        str | SkipJsonSchema[None], Query(max_length=20, pattern="^[0-9]{1,19}$")
+    ] = None,
+    ticket: Annotated[str | SkipJsonSchema[None], Query(max_length=4096)] = None,
+    last_event_id_header: Annotated[
+        str | SkipJsonSchema[None],
+        Header(alias="Last-Event-ID", max_length=20, pattern="^[0-9]{1,19}$"),
+    ] = None,
 ) -> StreamingResponse:
     """Events of the given channels. Resume with `Last-Event-ID` (header, or `last_event_id`)."""
     settings: Settings = request.app.state.settings

@@ -9,11 +9,47 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 logger = logging.getLogger(__name__)
 
 ErrorDetail = str | list[Any]
+
+
+class FieldIssue(BaseModel):
+    """One problem with one field of a request: where (`["body", "title"]`), what, which kind."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error the stack answers: a machine-readable code, and a message or, for a
+    request field the server refused, a list naming each field."""
+
+    error: str
+    detail: str | list[FieldIssue]
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses a route answers, all with `ErrorBody`."""
+    return {
+        status: {"model": ErrorBody, "description": HTTPStatus(status).phrase}
+        for status in statuses
+    }
+
+
+def field_issue(location: str, field: str, message: str, kind: str) -> list[dict[str, Any]]:
+    """A `detail` naming one field, in the shape of a validation error's."""
+    return [{"loc": [location, field], "msg": message, "type": kind}]
+
+
+def field_issue_list(location: str, message: str) -> list[dict[str, Any]]:
+    """A `detail` naming a whole part of the request (`body`) as malformed JSON."""
+    return [{"loc": [location], "msg": message, "type": "json_invalid"}]
 
 
 class ServiceError(Exception):
@@ -96,10 +132,35 @@ async def _service_error_handler(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, exc.error, exc.detail, exc.headers)
 
 
-async def _http_error_handler(_: Request, exc: Exception) -> JSONResponse:
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at the request's path (Starlette's 405 names only the
+    methods of the first route that matched the path; FastAPI has a route per method)."""
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
+    return ", ".join(allowed)
+
+
+async def _http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError | RecursionError):
+        # FastAPI's 400 for a JSON body that is not UTF-8 or nests too deep to parse: bad
+        # input in the body, a 422 naming it like any other.
+        message = "the body must be JSON in UTF-8, nested at most 32 levels"
+        return error_response(422, "validation_error", field_issue_list("body", message))
     detail = exc.detail if isinstance(exc.detail, str | list) else str(exc.detail)
-    return error_response(exc.status_code, _code_for_status(exc.status_code), detail, exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return error_response(exc.status_code, _code_for_status(exc.status_code), detail, headers)
 
 
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema, field_validator
 
 # PostgreSQL's text cannot hold NUL, and a lone surrogate (JSON's "\ud800") has no UTF-8 form:
 # either would fail in the database, after the request was accepted.
@@ -18,7 +18,18 @@ def storable_text(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(storable_text)]
+# What the OpenAPI schemas say of every string a request may carry. (JSON Schema cannot speak
+# of unpaired surrogates, which generators do not make.)
+NO_NUL_PATTERN = "^[^\x00]*$"
+
+VISIBLE_TEXT_PATTERN = "^[^\x00]*[^\\s\x00][^\x00]*$"
+"""For names and titles that are stripped of whitespace and may not end up empty."""
+
+Text = Annotated[
+    str,
+    AfterValidator(storable_text),
+    WithJsonSchema({"type": "string", "pattern": NO_NUL_PATTERN}),
+]
 """A string parameter (query, header, form field) PostgreSQL can store; request bodies built
 on `StrictModel` check every string field without it."""
 
@@ -36,11 +47,18 @@ def _storable_strings(value: Any) -> Any:
     return value
 
 
+def _document_no_nul(schema: dict[str, Any]) -> None:
+    for field in schema.get("properties", {}).values():
+        for variant in [field, *field.get("anyOf", [])]:
+            if variant.get("type") == "string" and not {"format", "enum", "pattern"} & set(variant):
+                variant["pattern"] = NO_NUL_PATTERN
+
+
 class StrictModel(BaseModel):
     """Request bodies: unknown fields are an error, not silently dropped, and no string field
-    holds text PostgreSQL cannot store."""
+    holds text PostgreSQL cannot store (the schema says so)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_no_nul)
 
     @field_validator("*", mode="after")
     @classmethod

@@ -1,0 +1,54 @@
+"""Runs last (tests/conftest.py orders it): no log line written by a stack of this test run,
+services and nginx alike, holds a password, token, ticket or password hash that the run used,
+nor the query string of a /realtime/ URL."""
+
+import re
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from servicekit.db import asyncpg_dsn
+
+from .conftest import ROOT, SECRETS_SEEN, SESSION_STARTED, NativeStack
+
+_REALTIME_QUERY = re.compile(r"/realtime/[^\s\"?]*\?")
+
+
+def logs_of_this_run() -> list[Path]:
+    """Every log file the stacks started by this test run wrote (var/<stack>-<id>/)."""
+    return [
+        path
+        for path in sorted((ROOT / "var").glob("*/*.log"))
+        if path.stat().st_mtime >= SESSION_STARTED
+    ]
+
+
+async def stored_secrets(database_url: str) -> set[str]:
+    """Password hashes, and the hex of refresh-token hashes, as a log would show them."""
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        hashes = await connection.fetch("SELECT password_hash FROM auth.users")
+        tokens = await connection.fetch(
+            "SELECT encode(token_hash, 'hex') AS hex FROM auth.refresh_tokens"
+        )
+    finally:
+        await connection.close()
+    return {row["password_hash"] for row in hashes} | {row["hex"] for row in tokens}
+
+
+async def test_no_log_line_holds_a_secret(stack: NativeStack | None) -> None:
+    if stack is None:
+        pytest.skip("the stack at E2E_BASE_URL keeps its logs elsewhere")
+    secrets = set(SECRETS_SEEN.values) | await stored_secrets(stack.config.database_url)
+    assert len(secrets) > 20, "the run used too few secrets for this check to mean anything"
+    logs = logs_of_this_run()
+    assert any(path.name == "realtime-1.log" for path in logs)
+    assert any(path.name == "nginx-error.log" for path in logs)
+    any_secret = re.compile("|".join(re.escape(secret) for secret in secrets))
+    leaks = []
+    for path in logs:
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if any_secret.search(line) or _REALTIME_QUERY.search(line):
+                leaks.append(f"{path.relative_to(ROOT)}:{number}: {line[:300]}")
+    assert not leaks, "\n".join(leaks[:20])
