@@ -11,8 +11,9 @@ from fastapi import FastAPI
 from api_service import boards, members, tasks
 from api_service.config import Settings
 from api_service.outbox import prune_events
+from api_service.sequencer import Sequencer
 from servicekit.app import create_service_app
-from servicekit.db import Database
+from servicekit.db import Database, asyncpg_dsn
 from servicekit.jwks import KeySet, http_jwks_fetcher
 from servicekit.security import token_verifier_for
 
@@ -43,13 +44,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.token_verifier = token_verifier_for(settings, keys)
             app.state.health.add_check("database", database.check)
             app.state.health.add_check("jwks", keys.ensure_loaded)
-            pruner = asyncio.create_task(prune_events_periodically(database, settings))
+            sequencer = Sequencer(asyncpg_dsn(settings.database_url), settings)
+            background = [
+                asyncio.create_task(prune_events_periodically(database, settings)),
+                asyncio.create_task(sequencer.run(), name="sequencer"),
+            ]
             try:
                 yield
             finally:
-                pruner.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pruner
+                for task in background:
+                    task.cancel()
+                for task in background:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 await database.dispose()
 
     return create_service_app(
