@@ -33,7 +33,7 @@ import uuid
 from typing import Protocol
 
 import asyncpg
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 from api_service.config import Settings
 
@@ -50,6 +50,11 @@ SEQUENCER_LAG = Gauge(
 BATCHES = Counter("api_outbox_batches", "Batches the sequencer committed to the log")
 SEQUENCED = Counter("api_outbox_sequenced_events", "Events the sequencer moved into the log")
 LEADER = Gauge("api_outbox_sequencer_leader", "1 while this replica holds the sequencer lease")
+SEQUENCING_DELAY = Histogram(
+    "api_outbox_sequencing_delay_seconds",
+    "From an event's insert into the inbox to the batch that moves it into the log",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0),
+)
 REFUSED = Counter(
     "api_outbox_refused_batches", "Batches not committed because the lease was lost (fencing)"
 )
@@ -98,7 +103,8 @@ def _moving_settled(final_select: str) -> str:
             SELECT lease.sequenced_through + row_number() OVER (ORDER BY m.xid, m.seq),
                 m.channel, m.type, m.data, m.actor_id, m.created_at
             FROM moved AS m, api.sequencer_lease AS lease
-            RETURNING id, channel, type, data, actor_id, created_at
+            RETURNING id, channel, type, data, actor_id, created_at,
+                extract(epoch FROM clock_timestamp() - created_at)::float8 AS delay
         ),
         advanced AS (
             UPDATE api.sequencer_lease SET sequenced_through = (SELECT max(id) FROM logged)
@@ -109,11 +115,11 @@ def _moving_settled(final_select: str) -> str:
 
 
 _MOVE_AND_NOTIFY = _moving_settled(
-    f"SELECT count(*) AS moved, max(id) AS through, pg_notify('{NOTIFY_CHANNEL}', max(id)::text)"
-    " FROM logged HAVING count(*) > 0"
+    f"SELECT count(*) AS moved, max(id) AS through, array_agg(delay) AS delays,"
+    f" pg_notify('{NOTIFY_CHANNEL}', max(id)::text) FROM logged HAVING count(*) > 0"
 )
 _MOVE_AND_RETURN = _moving_settled(
-    "SELECT id, channel, type, data::text AS data_json, actor_id, created_at"
+    "SELECT id, channel, type, data::text AS data_json, actor_id, created_at, delay"
     " FROM logged ORDER BY id"
 )
 
@@ -232,14 +238,20 @@ class Sequencer:
                 return 0
             if self._bus is None:
                 row = await self._connection.fetchrow(_MOVE_AND_NOTIFY, self._batch_size)
-                moved, through, events = (row["moved"], row["through"], []) if row else (0, 0, [])
+                moved, through, delays = (
+                    (row["moved"], row["through"], row["delays"]) if row else (0, 0, [])
+                )
+                events = []
             else:
                 events = await self._connection.fetch(_MOVE_AND_RETURN, self._batch_size)
                 moved, through = len(events), events[-1]["id"] if events else 0
+                delays = [event["delay"] for event in events]
         if moved:
             self.sequenced_through = through
             BATCHES.inc()
             SEQUENCED.inc(moved)
+            for delay in delays:
+                SEQUENCING_DELAY.observe(delay)
             if self._bus is not None:
                 await self._bus.publish_batch(events)
         return int(moved)
