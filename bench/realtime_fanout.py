@@ -8,7 +8,8 @@ against a naive sse-starlette broadcast (bench/naive_sse_app.py) in the same run
     until that p99 passes 250 ms; reported as deliveries/s (events/s x subscribers).
 (c) idle WebSockets per process: RSS growth per authenticated, subscribed connection.
 
-Events are committed with api-service's own outbox statement. Clients are lean raw-socket
+Events are committed with api-service's own outbox statement, and numbered by its sequencer
+(an api-service process runs beside realtime). Clients are lean raw-socket
 SSE and WebSocket readers in this process; its CPU time is printed. 127.0.0.1 only; every
 phase is bounded in time.
 
@@ -145,6 +146,13 @@ async def write_events(
 ) -> None:
     connection = await asyncpg.connect(dsn)
     try:
+        # The sequencer numbers events densely in commit order and this is the only writer:
+        # the k-th event written gets the k-th id after the log's head.
+        for _ in range(1000):
+            if not await connection.fetchval("SELECT count(*) FROM api.event_inbox"):
+                break
+            await asyncio.sleep(0.01)
+        event_id = await connection.fetchval("SELECT sequenced_through FROM api.sequencer_lease")
         deadline = time.perf_counter() + seconds
         interval = 1 / rate
         next_at = time.perf_counter()
@@ -153,9 +161,8 @@ async def write_events(
                 await append_events(
                     Connection(connection), actor, [Event(channel, "task.updated", {"n": 1})]
                 )
-            deliveries.committed[await connection.fetchval("SELECT max(id) FROM api.events")] = (
-                time.time()
-            )
+            event_id += 1
+            deliveries.committed[event_id] = time.time()
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
     finally:
@@ -267,6 +274,7 @@ async def main(quick: bool) -> None:
             counts = (1000, 5000) if quick else (1000, 5000, 10000)
             await idle_connections(realtime_env, user, token, counts)
             async with (
+                uvicorn_service("api_service.main:app", realtime_env),
                 uvicorn_service("realtime_service.main:app", realtime_env) as realtime,
                 uvicorn_service("bench.naive_sse_app:app", {"BENCH_DSN": dsn}) as naive,
             ):
