@@ -12,7 +12,7 @@
 #   COMPOSE_TEST_SERVICES  the services to start (default: all of them)
 #   image variables        PYTHON_IMAGE, POSTGRES_IMAGE, ... as in .env.example
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 
 PROJECT=${COMPOSE_TEST_PROJECT:-stack-test}
 SECOND=$PROJECT-2
@@ -73,6 +73,9 @@ took "end-to-end tests"
 
 step "a second copy of the stack beside the first: project $SECOND"
 second_gateway=$((GATEWAY_PORT + 1))
+for service in auth api realtime; do  # the same images, not built again
+  docker tag "$PROJECT-$service" "$SECOND-$service"
+done
 stack "$SECOND" "$second_gateway" $((PROMETHEUS_PORT + 1)) up -d --wait --wait-timeout 300 \
   "${SERVICES[@]}" || exit 1
 E2E_BASE_URL=http://127.0.0.1:$second_gateway uv run --frozen pytest -p no:cacheprovider -q \
