@@ -149,3 +149,25 @@ def test_postgres_is_healthy_only_once_it_takes_tcp_connections(tmp_path: Path) 
         assert query.strip() == "1"
     finally:
         compose(*files, "down", "-v", project=project)
+
+
+def test_the_build_context_leaves_out_the_virtualenv_and_everything_unbuilt() -> None:
+    # What the services' builds are sent, measured as Docker sees it: the whole context copied
+    # into an empty image.
+    assert (ROOT / ".venv").is_dir(), "the check means something only with a .venv present"
+    tag = f"{PROJECT}-build-context"
+    subprocess.run(
+        ["docker", "build", "-q", "-t", tag, "-f", "-", "."],
+        input="FROM scratch\nCOPY . /context\n",
+        cwd=ROOT,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    try:
+        size = int(inspect(tag, "{{.Size}}"))
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
+    assert size < 5 * 1024 * 1024, f"the build context is {size / 1e6:.0f} MB"
