@@ -4,7 +4,8 @@ RUN := $(UV) run --frozen
 DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/stack
 export DATABASE_URL
 
-.PHONY: install fmt lint test migrate dev stack-up stack-down run-auth run-api run-realtime bench
+.PHONY: install fmt lint test migrate dev stack-up stack-down run-auth run-api run-realtime bench \
+	compose-test
 
 install:
 	$(UV) sync --frozen
@@ -48,3 +49,8 @@ bench:
 	$(RUN) python -m bench.login_throughput
 	$(RUN) python -m bench.api_throughput
 	$(RUN) python -m bench.realtime_fanout
+
+# The compose stack built, brought up and tested through its gateway, a second copy beside it,
+# then both taken down (deploy/compose/test.sh says which variables it reads).
+compose-test: install
+	deploy/compose/test.sh

@@ -80,6 +80,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.path.name == "test_logs_hold_no_secrets.py")
 
 
+def native_only(reason: str) -> pytest.MarkDecorator:
+    """For tests that start, stop or watch a native stack of their own: with E2E_BASE_URL set
+    (e.g. the compose stack, `make compose-test`) they skip, saying why."""
+    return pytest.mark.skipif(
+        bool(os.environ.get("E2E_BASE_URL")), reason=f"needs the native stack: {reason}"
+    )
+
+
 @asynccontextmanager
 async def native_stack(name: str, **settings: Any) -> AsyncIterator[NativeStack]:
     """The launcher's stack on free ports, two realtime replicas, a fresh database."""

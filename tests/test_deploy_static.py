@@ -21,8 +21,8 @@ SERVICES = {
     "api": (ApiSettings, 8002),
     "realtime": (RealtimeSettings, 8003),
 }
-# Read by uvicorn itself, not by the settings classes.
-UVICORN_VARIABLES = {"FORWARDED_ALLOW_IPS"}
+# Read by the entry point (servicekit.forwarded), not by the settings classes.
+UVICORN_VARIABLES = {"FORWARDED_ALLOW_NETWORK_OF"}
 
 
 def tool(name: str) -> str:
@@ -82,7 +82,7 @@ def test_ports_agree_between_dockerfile_compose_nginx_and_prometheus(name: str) 
     assert f"--port {port}" in dockerfile
     assert f"127.0.0.1:{port}/readyz" in dockerfile
     nginx_env = compose()["services"]["nginx"]["environment"]
-    assert nginx_env[f"{name.upper()}_SERVERS"] == f"server {name}:{port} resolve;"
+    assert nginx_env[f"{name.upper()}_SERVERS"] == f"server edge-{name}:{port} resolve;"
     prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     job = next(job for job in prometheus["scrape_configs"] if job["job_name"] == name)
     assert job["dns_sd_configs"][0] == {"names": [name], "type": "A", "port": port}
@@ -124,3 +124,77 @@ def test_dockerfiles_are_hadolint_clean(name: str) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+IMAGE_DEFAULTS = {
+    "postgres": ("POSTGRES_IMAGE", "postgres:16-bookworm"),
+    "nginx": ("NGINX_IMAGE", "nginx:1.28-bookworm"),
+    "nginx-exporter": ("NGINX_EXPORTER_IMAGE", "nginx/nginx-prometheus-exporter:1.4"),
+    "postgres-exporter": (
+        "POSTGRES_EXPORTER_IMAGE",
+        "prometheuscommunity/postgres-exporter:v0.17.1",
+    ),
+    "prometheus": ("PROMETHEUS_IMAGE", "prom/prometheus:v3.5.0"),
+    "grafana": ("GRAFANA_IMAGE", "grafana/grafana:12.1.0"),
+}
+
+
+def test_every_image_name_comes_from_a_variable_with_the_upstream_default() -> None:
+    services = compose()["services"]
+    for name, (variable, default) in IMAGE_DEFAULTS.items():
+        assert services[name]["image"] == f"${{{variable}:-{default}}}"
+    for name in SERVICES:
+        args = services[name]["build"]["args"]
+        assert args == {"PYTHON_IMAGE": "${PYTHON_IMAGE:-python:3.11-slim-bookworm}"}
+        dockerfile = (ROOT / f"{name}-service" / "Dockerfile").read_text()
+        assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm\n" in dockerfile
+        froms = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+        assert froms == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"], "both stages"
+    documented = (ROOT / ".env.example").read_text()
+    for variable, _ in [*IMAGE_DEFAULTS.values(), ("PYTHON_IMAGE", "")]:
+        assert f"{variable}=" in documented, f"{variable} is not in .env.example"
+
+
+def test_only_the_gateway_is_published_beyond_this_machine() -> None:
+    published = {
+        name: service["ports"]
+        for name, service in compose()["services"].items()
+        if "ports" in service
+    }
+    assert published.pop("nginx") == ["${GATEWAY_PORT:-8080}:8080"]
+    assert published == {
+        "prometheus": ["127.0.0.1:${PROMETHEUS_PORT:-9090}:9090"],
+        "grafana": ["127.0.0.1:${GRAFANA_PORT:-3000}:3000"],
+    }
+
+
+def test_no_fixed_addresses_so_that_two_copies_share_an_engine() -> None:
+    networks = compose()["networks"]
+    assert all(network is None or "ipam" not in network for network in networks.values())
+    services = compose()["services"]
+    for service in services.values():
+        attached = service.get("networks", [])
+        if isinstance(attached, dict):
+            assert all(not (how or {}).get("ipv4_address") for how in attached.values())
+    # Forwarded headers are trusted from the edge network, which holds nothing but the
+    # gateway and the services.
+    members = {name for name, service in services.items() if "edge" in service["networks"]}
+    assert members == {"nginx", *SERVICES}
+    for name in SERVICES:
+        alias = services[name]["networks"]["edge"]["aliases"]
+        assert alias == [f"edge-{name}"]
+        assert services[name]["environment"]["FORWARDED_ALLOW_NETWORK_OF"] == f"edge-{name}"
+
+
+def test_postgres_is_healthy_only_once_it_accepts_tcp_connections() -> None:
+    test = compose()["services"]["postgres"]["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "pg_isready"]
+    assert test[test.index("-h") + 1] == "127.0.0.1"
+
+
+def test_nginx_closes_its_streams_before_docker_kills_it() -> None:
+    template = (ROOT / "deploy" / "nginx" / "nginx.conf.template").read_text()
+    shutdown = re.search(r"worker_shutdown_timeout (\d+)s;", template)
+    assert shutdown is not None
+    grace = compose()["services"]["nginx"]["stop_grace_period"]
+    assert int(grace.removesuffix("s")) >= int(shutdown.group(1)) + 3

@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +13,17 @@ from launcher import LauncherError, NativeStack, StackConfig, check_postgres
 
 from servicekit.testing import free_port, fresh_database
 
+from .conftest import native_only
+
 LAUNCHER = Path(__file__).parents[1] / "deploy" / "local" / "launcher.py"
 
 
-async def launcher(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+async def launcher(
+    args: list[str], env: dict[str, str], script: Path = LAUNCHER
+) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, str(LAUNCHER), *args],
+        [sys.executable, str(script), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -27,6 +32,7 @@ async def launcher(args: list[str], env: dict[str, str]) -> subprocess.Completed
     )
 
 
+@native_only("it starts and stops the launcher's own stack")
 async def test_stack_up_returns_once_the_gateway_answers_and_stack_down_stops_it(
     tmp_path: Path,
 ) -> None:
@@ -92,3 +98,45 @@ async def test_a_missing_nginx_is_reported_with_how_to_install_it(
     monkeypatch.setattr("launcher.shutil.which", lambda *_, **__: None)
     with pytest.raises(LauncherError, match="apt-get install"):
         await NativeStack(StackConfig(run_dir=tmp_path)).start()
+
+
+@native_only("it starts the launcher's own stack from a copy of the checkout")
+async def test_the_stack_serves_the_demo_page_from_a_checkout_only_its_owner_can_read(
+    tmp_path: Path,
+) -> None:
+    # What the launcher reads from its checkout, copied into a directory of mode 700 (as a
+    # clone under /root is).
+    checkout = tmp_path / "private"
+    checkout.mkdir(mode=0o700)
+    root = LAUNCHER.parents[2]
+    for part in ("deploy/local", "deploy/nginx", "deploy/web", "deploy/prometheus"):
+        shutil.copytree(root / part, checkout / part)
+    for name in ("auth", "api", "realtime"):
+        migrations = f"{name}-service/migrations"
+        shutil.copytree(root / migrations, checkout / migrations)
+    async with fresh_database("private", []) as url:
+        gateway_port = free_port()
+        env = {
+            **os.environ,
+            "GATEWAY_PORT": str(gateway_port),
+            "STATUS_PORT": str(free_port()),
+            "AUTH_PORT": str(free_port()),
+            "API_PORT": str(free_port()),
+            "REALTIME_PORTS": str(free_port()),
+            "DATABASE_URL": url,
+            "LOG_LEVEL": "WARNING",
+            "STACK_MONITORING": "0",
+        }
+        private_launcher = checkout / "deploy" / "local" / "launcher.py"
+        up = await launcher(["up"], env, private_launcher)
+        try:
+            assert up.returncode == 0, up.stderr
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway_port}") as client:
+                page = await client.get("/")
+                script = await client.get("/web/app.js")
+        finally:
+            down = await launcher(["down"], env, private_launcher)
+            assert down.returncode == 0, down.stderr
+    assert page.status_code == 200, page.text
+    assert "<html" in page.text.lower()
+    assert script.status_code == 200

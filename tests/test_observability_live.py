@@ -14,8 +14,10 @@ from websockets.asyncio.client import connect
 
 from servicekit.testing import SseStream, free_port
 
-from .conftest import native_stack, sign_up
+from .conftest import native_only, native_stack, sign_up
 from .observability import dashboard_queries, exported_metric_names, recorded_names, substitute
+
+pytestmark = native_only("it scrapes the stack with a Prometheus of its own")
 
 RATE_INTERVAL = "5s"  # Grafana's $__rate_interval for a 1 s scrape interval
 

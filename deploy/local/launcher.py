@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -169,6 +170,15 @@ def nginx_binary() -> str:
     return binary("nginx", "nginx-light")
 
 
+def nginx_directives() -> str:
+    """nginx's global directives beyond the template's. Started by root, nginx runs its workers
+    as `nobody`, who cannot read a checkout only its owner can (a clone under /root, mode 700):
+    there they run as the user who started the stack."""
+    if os.geteuid() != 0:
+        return "daemon off;"
+    return f"daemon off; user {pwd.getpwuid(os.getuid()).pw_name};"
+
+
 async def check_postgres(database_url: str) -> None:
     try:
         connection = await asyncpg.connect(asyncpg_dsn(database_url, "postgres"), timeout=5)
@@ -213,7 +223,7 @@ class NativeStack:
         )
         if check.returncode != 0:
             raise LauncherError(f"nginx rejected its configuration:\n{check.stderr}")
-        self._spawn("nginx", [nginx, "-c", str(conf), "-g", "daemon off;"], {})
+        self._spawn("nginx", [nginx, "-c", str(conf), "-g", nginx_directives()], {})
         await self._wait_http(f"{config.gateway_url}/auth/.well-known/jwks.json")
         if config.monitoring:
             await self._start_monitoring()

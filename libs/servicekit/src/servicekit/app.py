@@ -9,6 +9,7 @@ from fastapi.telemetry import TelemetryConfig
 from starlette.types import StatelessLifespan
 
 from servicekit import health
+from servicekit.docs import install_docs
 from servicekit.errors import install_error_handlers
 from servicekit.logging import configure_logging
 from servicekit.metrics import instrument
@@ -65,7 +66,8 @@ def create_service_app(
     app = FastAPI(
         title=title,
         description=description,
-        docs_url=f"{prefix}/docs",
+        # Swagger UI is served by install_docs, from assets installed with the service.
+        docs_url=None,
         openapi_url=f"{prefix}/openapi.json",
         redoc_url=None,
         lifespan=_tuning_collector_after(lifespan),
@@ -82,5 +84,6 @@ def create_service_app(
     # service's own come first, hottest first as `routers` lists them, probes last.
     for router in routers:
         app.include_router(router)
+    install_docs(app, prefix)
     app.include_router(health.router)
     return app
