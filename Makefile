@@ -4,7 +4,8 @@ RUN := $(UV) run --frozen
 DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/stack
 export DATABASE_URL
 
-.PHONY: install fmt lint test migrate dev stack-up stack-down run-auth run-api run-realtime bench
+.PHONY: install fmt lint test migrate dev stack-up stack-down run-auth run-api run-realtime bench \
+	helm-files images
 
 install:
 	$(UV) sync --frozen
@@ -48,3 +49,28 @@ bench:
 	$(RUN) python -m bench.login_throughput
 	$(RUN) python -m bench.api_throughput
 	$(RUN) python -m bench.realtime_fanout
+
+# The Helm chart carries copies of the files it needs (a chart can only read its own
+# directory): the gateway template, the demo page and the dashboards. The tests check that the
+# copies are identical to the originals; run this after changing any of them.
+HELM_FILES := deploy/helm/stack/files
+
+helm-files:
+	rm -rf $(HELM_FILES)
+	mkdir -p $(HELM_FILES)/web $(HELM_FILES)/dashboards
+	cp deploy/nginx/nginx.conf.template $(HELM_FILES)/
+	cp deploy/web/* $(HELM_FILES)/web/
+	cp deploy/grafana/dashboards/*.json $(HELM_FILES)/dashboards/
+
+# The three service images, tagged as the chart's values expect:
+# $(REGISTRY)/<service>-service:$(TAG) (no registry prefix when REGISTRY is empty).
+REGISTRY ?=
+# Defaults to the chart's appVersion, the tag its values use when image.tag is empty.
+TAG ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' deploy/helm/stack/Chart.yaml)
+IMAGE_PREFIX := $(if $(REGISTRY),$(patsubst %/,%,$(REGISTRY))/,)
+
+images:
+	for service in auth api realtime; do \
+		docker build -f $$service-service/Dockerfile -t $(IMAGE_PREFIX)$$service-service:$(TAG) . \
+			|| exit 1; \
+	done
