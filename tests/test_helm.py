@@ -27,7 +27,7 @@ from realtime_service.config import Settings as RealtimeSettings
 
 ROOT = Path(__file__).parents[1]
 CHART = ROOT / "deploy" / "helm" / "stack"
-CRD = ROOT / "deploy" / "helm" / "crds" / "servicemonitor-schema.json"
+CRD = ROOT / "deploy" / "helm" / "schemas" / "servicemonitors.monitoring.coreos.com.yaml"
 KUBERNETES_VERSION = "1.37.0"
 RELEASE = "demo"
 FULLNAME = "demo-stack"
@@ -224,8 +224,28 @@ def test_kubernetes_validate_rejects_an_unknown_field(tmp_path: Path) -> None:
     assert "livenesProbe" in result.stdout
 
 
+def strict(schema: Any) -> Any:
+    """The schema with unknown fields refused, as kubectl's default (strict) field validation
+    does for custom resources: every object schema listing its properties gets
+    additionalProperties false unless it says otherwise."""
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    tightened = {key: strict(value) for key, value in schema.items()}
+    if "properties" in schema and "additionalProperties" not in schema:
+        tightened["additionalProperties"] = False
+    return tightened
+
+
+@functools.cache
 def servicemonitor_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(CRD.read_text())
+    crd = yaml.safe_load(CRD.read_text())
+    assert crd["metadata"]["name"] == "servicemonitors.monitoring.coreos.com"
+    (version,) = crd["spec"]["versions"]
+    assert version["name"] == "v1"
+    schema: dict[str, Any] = strict(version["schema"]["openAPIV3Schema"])
+    jsonschema.Draft7Validator.check_schema(schema)
     return schema
 
 
@@ -241,10 +261,20 @@ def test_service_monitors_follow_the_crd_schema(value_set: str) -> None:
         jsonschema.validate(monitor, servicemonitor_schema())
 
 
-def test_the_crd_schema_rejects_a_malformed_service_monitor() -> None:
+@pytest.mark.parametrize(
+    ("field", "value", "complaint"),
+    [
+        ("interval", "every 15 seconds", "does not match"),
+        ("scheme", "ftp", "is not one of"),
+        ("intervall", "15s", "Additional properties are not allowed"),
+    ],
+)
+def test_the_crd_schema_rejects_a_malformed_service_monitor(
+    field: str, value: str, complaint: str
+) -> None:
     monitor = json.loads(json.dumps(objects_of("every-opt-in", "ServiceMonitor")[0]))
-    monitor["spec"]["endpoints"][0]["interval"] = "every 15 seconds"
-    with pytest.raises(jsonschema.ValidationError):
+    monitor["spec"]["endpoints"][0][field] = value
+    with pytest.raises(jsonschema.ValidationError, match=complaint):
         jsonschema.validate(monitor, servicemonitor_schema())
 
 
