@@ -68,9 +68,11 @@ REGISTRY ?=
 # Defaults to the chart's appVersion, the tag its values use when image.tag is empty.
 TAG ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' deploy/helm/stack/Chart.yaml)
 IMAGE_PREFIX := $(if $(REGISTRY),$(patsubst %/,%,$(REGISTRY))/,)
+# PYTHON_IMAGE, when set, replaces the Dockerfiles' base image (a mirror or a local build).
+IMAGE_BUILD_ARGS := $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE),)
 
 images:
 	for service in auth api realtime; do \
-		docker build -f $$service-service/Dockerfile -t $(IMAGE_PREFIX)$$service-service:$(TAG) . \
-			|| exit 1; \
+		docker build $(IMAGE_BUILD_ARGS) -f $$service-service/Dockerfile \
+			-t $(IMAGE_PREFIX)$$service-service:$(TAG) . || exit 1; \
 	done
