@@ -319,6 +319,23 @@ def test_a_setting_that_does_not_exist_is_caught() -> None:
     assert variables_settings_ignore(objects)["api"] == {"DB_POOL_SISE"}
 
 
+def test_secret_settings_come_from_their_secrets_and_must_be_settings() -> None:
+    objects = render_chart(
+        {
+            "auth": {
+                "secretSettings": {
+                    "signing_key_pem": {"secret": "stack-keys", "key": "private.pem"},
+                    "smtp_pasword": {"secret": "stack-smtp", "key": "password"},
+                }
+            }
+        }
+    )
+    auth = next(o for o in objects if o["metadata"]["name"] == f"{FULLNAME}-auth")
+    env = env_of(auth["spec"]["template"]["spec"]["containers"][0])
+    assert env["SIGNING_KEY_PEM"] == {"secretKeyRef": {"name": "stack-keys", "key": "private.pem"}}
+    assert variables_settings_ignore(objects)["auth"] == {"SMTP_PASWORD"}
+
+
 def test_settings_from_values_reach_the_services_typed(monkeypatch: pytest.MonkeyPatch) -> None:
     realtime = env_of(service_container("every-opt-in", "realtime"))
     for key, value in realtime.items():

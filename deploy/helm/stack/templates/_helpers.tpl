@@ -94,6 +94,13 @@ http://{{ include "stack.fullname" . }}-auth:{{ include "stack.port" "auth" }}/a
 - name: {{ upper $setting }}
   value: {{ if kindIs "string" $value }}{{ $value | quote }}{{ else }}{{ $value | toJson | quote }}{{ end }}
 {{- end }}
+{{- range $setting, $ref := (index $root.Values $name "secretSettings") }}
+- name: {{ upper $setting }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $ref.secret }}
+      key: {{ $ref.key }}
+{{- end }}
 {{- end -}}
 
 {{/* One service's migration step: its image's own migrations, `python -m servicekit.migrate`. */}}
