@@ -628,6 +628,7 @@ def test_migrations_run_before_install_and_upgrade_in_order_with_each_image() ->
     for step, name in zip(steps, SERVICES, strict=True):
         assert step["image"] == f"registry.example.com/stack/{name}-service:1.2.3"
         assert step["command"] == ["python", "-m", "servicekit.migrate", "/app/migrations"]
+        assert set(env_of(step)) == {"DATABASE_URL"}  # all servicekit.migrate reads
         dockerfile = (ROOT / f"{name}-service" / "Dockerfile").read_text()
         assert f"COPY {name}-service/migrations /app/migrations" in dockerfile
         assert step["image"] == service_container("every-opt-in", name)["image"]
