@@ -177,9 +177,22 @@ def test_lint_reports_a_broken_template(tmp_path: Path) -> None:
     assert any(message["severity"] >= 2 for message in report["messages"]), report
 
 
-def test_an_unknown_autoscaling_metric_is_refused() -> None:
-    with pytest.raises(helm.HelmError, match=r"autoscaling\.metric must be cpu or connections"):
-        render_chart({"autoscaling": {"enabled": True, "metric": "memory"}})
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"autoscaling": {"enabled": True, "metric": "memory"}}, "/autoscaling/metric"),
+        ({"realtime": {"replica": 3}}, "additional properties 'replica' not allowed"),
+        ({"database": {"existingSecret": ""}}, "/database/existingSecret"),
+        ({"auth": {"secretSettings": {"smtp_password": "plain"}}}, "/auth/secretSettings"),
+    ],
+)
+def test_values_that_would_be_ignored_or_wrong_are_refused(
+    values: dict[str, Any], complaint: str
+) -> None:
+    with pytest.raises(helm.HelmValuesError, match=re.escape(complaint)):
+        render_chart(values)
+    report = helm.lint(CHART, values, strict=True, kube_version=f"v{KUBERNETES_VERSION}")
+    assert any(complaint in error for error in report["errors"])
 
 
 # --- Kubernetes' schemas -----------------------------------------------------------------
