@@ -53,7 +53,10 @@ EVERY_OPT_IN: dict[str, Any] = {
         "extraAllowedOrigins": ["https://admin.example.com"],
         "settings": {"heartbeat_seconds": 20, "queue_limit": 500},
     },
-    "gateway": {"exporter": {"enabled": True}},
+    "gateway": {
+        "exporter": {"enabled": True},
+        "service": {"type": "LoadBalancer", "externalTrafficPolicy": "Local"},
+    },
     "autoscaling": {"enabled": True},
     "ingress": {
         "enabled": True,
@@ -609,7 +612,14 @@ def test_defaults_leave_every_opt_in_off() -> None:
         "NetworkPolicy",
         "ServiceMonitor",
     }
-    assert find("defaults", "Service", f"{FULLNAME}-gateway")["spec"]["type"] == "ClusterIP"
+    gateway = find("defaults", "Service", f"{FULLNAME}-gateway")["spec"]
+    assert gateway["type"] == "ClusterIP"
+    assert "externalTrafficPolicy" not in gateway
+
+
+def test_a_published_gateway_can_keep_client_addresses() -> None:
+    gateway = find("every-opt-in", "Service", f"{FULLNAME}-gateway")["spec"]
+    assert (gateway["type"], gateway["externalTrafficPolicy"]) == ("LoadBalancer", "Local")
 
 
 # --- Autoscaling, migrations, secrets, ingress, network policies ----------------------------
