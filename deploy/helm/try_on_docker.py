@@ -2,7 +2,11 @@
 stack through the gateway. There is no cluster here; this is the closest check that the pod
 specs work as written: the migrations Job's steps in order, then each Deployment's containers
 with their command, environment, read-only root filesystem, uid, dropped capabilities and
-volumes, Services as network aliases (one replica each), and a PostgreSQL container.
+volumes (a pod's later containers in its first one's network namespace), Services as network
+aliases (one replica each), and a PostgreSQL container. Through the gateway it registers, logs
+in, creates a board, opens an SSE stream on it, then sends realtime SIGTERM as the kubelet does
+after preStop: the stream must end with `disconnect` 1012 and the process exit within the
+grace period left. With gateway.exporter.enabled it scrapes the exporter beside nginx.
 
     python deploy/helm/try_on_docker.py --set image.registry=... --set image.tag=... \\
         --set gateway.image.repository=... --set gateway.image.tag=... --postgres-image ...
@@ -57,10 +61,11 @@ def run_container(
     configmaps: dict[str, dict[str, str]],
     secret_values: dict[tuple[str, str], str],
     workdir: Path,
-    aliases: list[str],
+    network: list[str],
     detach: bool,
-    publish: str = "",
 ) -> str:
+    """`docker run` for one container of a pod; `network` is its network options (a pod's
+    later containers join the first one's network namespace, as in a pod)."""
     pod_context = pod["securityContext"]
     context = {**pod_context, **container["securityContext"]}
     assert context["readOnlyRootFilesystem"]
@@ -69,8 +74,7 @@ def run_container(
         "run",
         "--name",
         f"{prefix}-{name}",
-        "--network",
-        prefix,
+        *network,
         "--read-only",
         "--cap-drop",
         "ALL",
@@ -81,10 +85,6 @@ def run_container(
         "--group-add",
         str(pod_context["fsGroup"]),
     ]
-    for alias in aliases:
-        args += ["--network-alias", alias]
-    if publish:
-        args += ["--publish", publish]
     for item in container.get("env", []):
         if "valueFrom" in item:
             ref = item["valueFrom"]["secretKeyRef"]
@@ -183,18 +183,22 @@ def main() -> None:
             for step in [*job.get("initContainers", []), *job["containers"]]:
                 print(f"migrations: {step['name']}", file=sys.stderr)
                 run_container(prefix, step["name"], step, job, configmaps, secret_values,
-                              workdir, [], detach=False)  # fmt: skip
+                              workdir, ["--network", prefix], detach=False)  # fmt: skip
             for component in ("auth", "api", "realtime", "gateway"):
                 pod = pods[component]
-                for container in pod["containers"]:
+                service = f"{RELEASE}-stack-{component}"
+                assert service in services
+                first = f"{prefix}-{component}-{pod['containers'][0]['name']}"
+                for index, container in enumerate(pod["containers"]):
                     name = f"{component}-{container['name']}"
-                    aliases = [f"{RELEASE}-stack-{component}"]
-                    assert aliases[0] in services
+                    network = ["--network", prefix, "--network-alias", service]
+                    if component == "gateway":  # published on a loopback port of the host
+                        network += ["--publish", "127.0.0.1::8080"]
+                    if index > 0:
+                        network = ["--network", f"container:{first}"]
                     started.append(f"{prefix}-{name}")
-                    # Only the gateway is published, on a loopback port of the host.
-                    publish = "127.0.0.1::8080" if name == "gateway-gateway" else ""
                     run_container(prefix, name, container, pod, configmaps, secret_values,
-                                  workdir, aliases, detach=True, publish=publish)  # fmt: skip
+                                  workdir, network, detach=True)  # fmt: skip
                 if component == "auth":  # api and realtime load its keys at start
                     time.sleep(5)
             port = docker("port", f"{prefix}-gateway-gateway", "8080/tcp").splitlines()[0]
@@ -227,6 +231,29 @@ def main() -> None:
                 while "event: ready" not in lines and len(lines) < 20:
                     lines.append(stream.readline().decode().strip())
                 results["sse ready"] = "event: ready" in lines
+                # What the kubelet does after preStop: SIGTERM. The stream must end with
+                # `disconnect` 1012 (DESIGN 7), then the process must exit in the grace period.
+                realtime = f"{prefix}-realtime-realtime"
+                terminated = time.monotonic()
+                docker("kill", "--signal", "TERM", realtime)
+                while not lines[-1].startswith("event: disconnect") and len(lines) < 60:
+                    lines.append(stream.readline().decode().strip())
+                data = stream.readline().decode().strip()
+                print(f"the stream after SIGTERM: {lines[-1]} / {data}")
+                code = json.loads(data.removeprefix("data: "))["code"]
+                results["drain"] = lines[-1] == "event: disconnect" and code == 1012
+            # The kubelet kills the container at the end of the grace period, preStop included.
+            realtime_pod = pods["realtime"]
+            pre_stop = realtime_pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+            budget = realtime_pod["terminationGracePeriodSeconds"] - int(pre_stop[1])
+            results["realtime exit code"] = docker("wait", realtime)  # once it has exited
+            drained_in = time.monotonic() - terminated
+            print(f"realtime exited {drained_in:.1f} s after SIGTERM (budget {budget} s)")
+            results["realtime exited in time"] = drained_in < budget
+            if pods["gateway"]["containers"][-1]["name"] == "exporter":
+                scrape = docker("exec", f"{prefix}-gateway-gateway", "curl", "-fsS",
+                                "http://127.0.0.1:9113/metrics", check=False)  # fmt: skip
+                results["exporter"] = "nginx_connections_accepted" in scrape
             results["gateway /metrics"] = call(base, "GET", "/metrics")[0]
             print(results)
             expected = {
@@ -235,8 +262,13 @@ def main() -> None:
                 "realtime ticket": 201,
                 "sse": 200,
                 "sse ready": True,
+                "drain": True,
+                "realtime exit code": "0",
+                "realtime exited in time": True,
                 "gateway /metrics": 404,
             }
+            if "exporter" in results:
+                expected["exporter"] = True
             if results != expected:
                 sys.exit(f"expected {expected}")
     finally:
