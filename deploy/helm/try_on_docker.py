@@ -227,7 +227,7 @@ def main() -> None:
             ) as stream:
                 results["sse"] = stream.status
                 # Nothing to replay on a new board: `ready` comes within the first lines.
-                lines = []
+                lines: list[str] = []
                 while "event: ready" not in lines and len(lines) < 20:
                     lines.append(stream.readline().decode().strip())
                 results["sse ready"] = "event: ready" in lines
