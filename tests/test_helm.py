@@ -9,6 +9,7 @@ import functools
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -179,7 +180,7 @@ def test_the_chart_renders_and_lints_clean(value_set: str) -> None:
 
 def test_lint_reports_a_broken_template(tmp_path: Path) -> None:
     broken = tmp_path / "stack"
-    subprocess.run(["cp", "-r", str(CHART), str(broken)], check=True)
+    shutil.copytree(CHART, broken)
     hpa = broken / "templates" / "hpa.yaml"
     hpa.write_text(hpa.read_text().replace("{{- end }}\n", "", 1))
     report = helm.lint(broken, {}, strict=True, kube_version=f"v{KUBERNETES_VERSION}")
