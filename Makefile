@@ -5,7 +5,7 @@ DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/stack
 export DATABASE_URL
 
 .PHONY: install fmt lint test migrate dev stack-up stack-down run-auth run-api run-realtime bench \
-	compose-test
+	compose-test helm-files images
 
 install:
 	$(UV) sync --frozen
@@ -54,3 +54,30 @@ bench:
 # then both taken down (deploy/compose/test.sh says which variables it reads).
 compose-test: install
 	deploy/compose/test.sh
+
+# The Helm chart carries copies of the files it needs (a chart can only read its own
+# directory): the gateway template, the demo page and the dashboards. The tests check that the
+# copies are identical to the originals; run this after changing any of them.
+HELM_FILES := deploy/helm/stack/files
+
+helm-files:
+	rm -rf $(HELM_FILES)
+	mkdir -p $(HELM_FILES)/web $(HELM_FILES)/dashboards
+	cp deploy/nginx/nginx.conf.template $(HELM_FILES)/
+	cp deploy/web/* $(HELM_FILES)/web/
+	cp deploy/grafana/dashboards/*.json $(HELM_FILES)/dashboards/
+
+# The three service images, tagged as the chart's values expect:
+# $(REGISTRY)/<service>-service:$(TAG) (no registry prefix when REGISTRY is empty).
+REGISTRY ?=
+# Defaults to the chart's appVersion, the tag its values use when image.tag is empty.
+TAG ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' deploy/helm/stack/Chart.yaml)
+IMAGE_PREFIX := $(if $(REGISTRY),$(patsubst %/,%,$(REGISTRY))/,)
+# PYTHON_IMAGE, when set, replaces the Dockerfiles' base image (a mirror or a local build).
+IMAGE_BUILD_ARGS := $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE),)
+
+images:
+	for service in auth api realtime; do \
+		docker build $(IMAGE_BUILD_ARGS) -f $$service-service/Dockerfile \
+			-t $(IMAGE_PREFIX)$$service-service:$(TAG) . || exit 1; \
+	done
