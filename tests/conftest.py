@@ -24,8 +24,11 @@ PASSWORD = "e2e password 1"
 
 
 @asynccontextmanager
-async def native_stack(name: str, **settings: Any) -> AsyncIterator[NativeStack]:
-    """The launcher's stack on free ports, two realtime replicas, a fresh database."""
+async def native_stack(
+    name: str, service_env: dict[str, str] | None = None, **settings: Any
+) -> AsyncIterator[NativeStack]:
+    """The launcher's stack on free ports, two realtime replicas, a fresh database;
+    `service_env` adds settings to every service's environment."""
     async with fresh_database(name, []) as url:
         config = StackConfig(
             gateway_port=free_port(),
@@ -35,7 +38,7 @@ async def native_stack(name: str, **settings: Any) -> AsyncIterator[NativeStack]
             realtime_ports=[free_port(), free_port()],
             database_url=url,
             run_dir=ROOT / "var" / f"{name}-{uuid.uuid4().hex[:6]}",
-            extra_env={"LOG_LEVEL": "WARNING"},
+            extra_env={"LOG_LEVEL": "WARNING", **(service_env or {})},
             **settings,
         )
         native = NativeStack(config)
