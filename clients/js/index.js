@@ -457,7 +457,7 @@ class Subscription {
         if (this.#closed) return;
         if (ended.wasLive) attempt = 0;
         if (STOP_CODES.has(ended.code)) {
-          this.#stop(ended);
+          this.#stop({ code: ended.code, reason: ended.reason, error: ended.error });
           return;
         }
         let delay;
