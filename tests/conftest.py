@@ -89,8 +89,11 @@ def native_only(reason: str) -> pytest.MarkDecorator:
 
 
 @asynccontextmanager
-async def native_stack(name: str, **settings: Any) -> AsyncIterator[NativeStack]:
-    """The launcher's stack on free ports, two realtime replicas, a fresh database."""
+async def native_stack(
+    name: str, service_env: dict[str, str] | None = None, **settings: Any
+) -> AsyncIterator[NativeStack]:
+    """The launcher's stack on free ports, two realtime replicas, a fresh database;
+    `service_env` adds settings to every service's environment."""
     async with fresh_database(name, []) as url:
         config = StackConfig(
             gateway_port=free_port(),
@@ -101,7 +104,7 @@ async def native_stack(name: str, **settings: Any) -> AsyncIterator[NativeStack]
             database_url=url,
             run_dir=ROOT / "var" / f"{name}-{uuid.uuid4().hex[:6]}",
             # INFO: the log check must see every line a request can make a service write.
-            extra_env={"LOG_LEVEL": "INFO"},
+            extra_env={"LOG_LEVEL": "INFO", **(service_env or {})},
             **settings,
         )
         native = NativeStack(config)

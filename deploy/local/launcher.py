@@ -196,6 +196,7 @@ class NativeStack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.commands: dict[str, tuple[list[str], dict[str, str]]] = {}
 
     async def start(self) -> None:
         config = self.config
@@ -305,6 +306,7 @@ class NativeStack:
         self._spawn(name, command, env)
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+        self.commands[name] = (command, env)
         log = (self.config.run_dir / f"{name}.log").open("ab")
         process = subprocess.Popen(
             command, env={**os.environ, **self.config.extra_env, **env}, stdout=log, stderr=log
@@ -343,6 +345,22 @@ class NativeStack:
                 process.kill()
                 process.wait()
         self.processes.clear()
+
+    async def restart(self, name: str, timeout: float = 15.0) -> None:
+        """Stops one process (SIGTERM, as a deploy does) and starts it again with the same
+        command and environment; for a service, returns once it is ready again."""
+        process = self.process(name)
+        process.terminate()
+        try:
+            await asyncio.to_thread(process.wait, timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            await asyncio.to_thread(process.wait)
+        self.processes = [(n, p) for n, p in self.processes if p is not process]
+        command, env = self.commands[name]
+        self._spawn(name, command, env)
+        if "--port" in command:
+            await self._wait_ready(int(command[command.index("--port") + 1]))
 
     def process(self, name: str) -> subprocess.Popen[bytes]:
         return next(process for n, process in self.processes if n == name)

@@ -1,0 +1,87 @@
+"""The clients' tests: one native stack tuned so that what takes minutes in production happens
+within a test (access tokens of 12 s, heartbeats every second, small per-connection queues), a
+control endpoint for what a test cannot do through the gateway (restart a realtime replica,
+read the event log), and a TCP proxy of the test's own in front of the gateway."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
+import pytest
+
+from servicekit.db import asyncpg_dsn
+
+from ..conftest import native_stack
+from .proxy import Proxy
+
+ACCESS_TOKEN_TTL_SECONDS = 12
+HEARTBEAT_SECONDS = 1
+QUEUE_LIMIT = 10
+CLIENT_STACK_ENV = {
+    "ACCESS_TOKEN_TTL_SECONDS": str(ACCESS_TOKEN_TTL_SECONDS),
+    "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
+    "QUEUE_LIMIT": str(QUEUE_LIMIT),
+}
+
+
+@dataclass
+class ClientStack:
+    base_url: str
+    control_url: str
+    database_url: str
+
+
+async def event_log(database_url: str, channel: str, after: int) -> list[dict[str, object]]:
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        rows = await connection.fetch(
+            "SELECT id, type FROM api.events WHERE channel = $1 AND id > $2 ORDER BY id",
+            channel,
+            after,
+        )
+    finally:
+        await connection.close()
+    return [{"id": row["id"], "type": row["type"]} for row in rows]
+
+
+@pytest.fixture(scope="session")
+async def client_stack() -> AsyncIterator[ClientStack]:
+    async with native_stack("clients", service_env=CLIENT_STACK_ENV) as stack:
+        database_url = stack.config.database_url
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            """POST /restart?service=realtime-1 and GET /events?channel=&after=, nothing else."""
+            head = (await reader.readuntil(b"\r\n\r\n")).decode()
+            method, target, _ = head.split("\r\n", 1)[0].split(" ", 2)
+            url = urlsplit(target)
+            params = {name: values[0] for name, values in parse_qs(url.query).items()}
+            status, body = "404 Not Found", b"{}"
+            if method == "POST" and url.path == "/restart":
+                await stack.restart(params["service"])
+                status, body = "200 OK", b'{"restarted": true}'
+            elif method == "GET" and url.path == "/events":
+                log = await event_log(database_url, params["channel"], int(params["after"]))
+                status, body = "200 OK", json.dumps(log).encode()
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            yield ClientStack(stack.config.gateway_url, f"http://127.0.0.1:{port}", database_url)
+        finally:
+            server.close()
+
+
+@pytest.fixture
+async def proxy(client_stack: ClientStack) -> AsyncIterator[Proxy]:
+    async with Proxy(client_stack.base_url) as running:
+        yield running

@@ -1,0 +1,47 @@
+"""The JavaScript client's tests (`node --test`), run against this session's client stack.
+
+pytest drives them rather than a Makefile line after pytest: the native stack, its settings
+and the control endpoint (restart a replica, read the log) are set up once, in Python, for
+both clients, and `make test` reports a failing JavaScript test like any other. Each test file
+is one pytest test, so a failure names the file; node's own report is in the message."""
+
+import asyncio
+import os
+import shutil
+
+import pytest
+
+from ..conftest import ROOT
+from .conftest import ClientStack
+
+JS_CLIENT = ROOT / "clients" / "js"
+JS_TESTS = sorted(path.name for path in (JS_CLIENT / "test").glob("*.test.js"))
+
+
+@pytest.mark.parametrize("test_file", JS_TESTS)
+async def test_javascript_client(client_stack: ClientStack, test_file: str) -> None:
+    node = shutil.which("node")
+    assert node is not None, "Node.js 20 is missing: apt-get install -y nodejs npm"
+    assert (JS_CLIENT / "node_modules" / "ws").is_dir(), "run `npm ci` in clients/js first"
+    process = await asyncio.create_subprocess_exec(
+        node,
+        "--test",
+        "--test-reporter=spec",
+        "--test-concurrency=1",
+        f"test/{test_file}",
+        cwd=JS_CLIENT,
+        env={
+            **os.environ,
+            "STACK_URL": client_stack.base_url,
+            "STACK_CONTROL_URL": client_stack.control_url,
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), 300)
+    except TimeoutError:
+        process.kill()
+        output, _ = await process.communicate()
+        pytest.fail(f"node --test {test_file} ran over 300 s:\n{output.decode()}")
+    assert process.returncode == 0, output.decode()
