@@ -78,6 +78,7 @@ def reads(record: dict[str, Any], caption: str) -> Path:
             marker="o",
             label=mode,
         )
+    axes.set_xticks(sorted({r["nodes"] for r in record["delivery"]}))
     axes.set_xlabel("realtime nodes")
     axes.set_ylabel("event-log queries/s, all nodes")
     axes.set_title("Database reads by realtime nodes at 20 events/s")
