@@ -42,7 +42,11 @@ def latency(record: dict[str, Any], caption: str) -> Path:
     figure, axes = plt.subplots(figsize=(6, 4))
     for mode in ("postgresql", "nats"):
         runs = sorted(
-            (r for r in record["delivery"] if r["mode"] == mode and r["nodes"] == 1),
+            (
+                r
+                for r in record["delivery"]
+                if r["mode"] == mode and r["nodes"] == 1 and "error" not in r
+            ),
             key=lambda r: r["subscribers"],
         )
         subscribers = [r["subscribers"] for r in runs]
@@ -61,7 +65,11 @@ def reads(record: dict[str, Any], caption: str) -> Path:
     figure, axes = plt.subplots(figsize=(6, 4))
     for mode in ("postgresql", "nats"):
         runs = sorted(
-            (r for r in record["delivery"] if r["mode"] == mode and r["subscribers"] >= 1000),
+            (
+                r
+                for r in record["delivery"]
+                if r["mode"] == mode and r["subscribers"] >= 1000 and "error" not in r
+            ),
             key=lambda r: r["nodes"],
         )
         axes.plot(
@@ -70,6 +78,7 @@ def reads(record: dict[str, Any], caption: str) -> Path:
             marker="o",
             label=mode,
         )
+    axes.set_xticks(sorted({r["nodes"] for r in record["delivery"]}))
     axes.set_xlabel("realtime nodes")
     axes.set_ylabel("event-log queries/s, all nodes")
     axes.set_title("Database reads by realtime nodes at 20 events/s")
