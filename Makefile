@@ -48,3 +48,4 @@ bench:
 	$(RUN) python -m bench.login_throughput
 	$(RUN) python -m bench.api_throughput
 	$(RUN) python -m bench.realtime_fanout
+	$(RUN) python -m bench.gateway_idle_streams
