@@ -49,6 +49,8 @@ bench:
 	$(RUN) python -m bench.login_throughput
 	$(RUN) python -m bench.api_throughput
 	$(RUN) python -m bench.realtime_fanout
+	$(RUN) python -m bench.gateway_idle_streams
+	$(RUN) python -m bench.event_pipeline
 
 # The compose stack built, brought up and tested through its gateway, a second copy beside it,
 # then both taken down (deploy/compose/test.sh says which variables it reads).

@@ -11,7 +11,9 @@ lean raw sockets in this process. 127.0.0.1 only; bounded in count and time.
 
 import argparse
 import asyncio
+import base64
 import json
+import os
 import resource
 import statistics
 import sys
@@ -20,13 +22,21 @@ import uuid
 
 import httpx
 
-from bench.realtime_fanout import ROOT, ws_open
+from bench.realtime_fanout import ROOT
 from servicekit.testing import free_port, fresh_database
 
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
 from launcher import NativeStack, StackConfig
 
 PASSWORD = "bench password 1"
+
+
+class PatientStack(NativeStack):
+    """The launcher's stack, waiting longer for each service: four processes importing at once
+    on this shared 2-core machine can take more than the launcher's 30 s."""
+
+    async def _wait_ready(self, port: int) -> None:
+        await self._wait_http(f"http://127.0.0.1:{port}/readyz", within=180)
 
 
 async def sse_open(port: int, token: str, channel: str) -> asyncio.StreamWriter:
@@ -62,7 +72,23 @@ async def open_streams(
 
 
 async def ws_writer(port: int, token: str, channel: str) -> asyncio.StreamWriter:
-    reader, writer = await ws_open("127.0.0.1", port, token, channel)
+    """A WebSocket through the gateway, authenticated by header (no Origin: not a browser),
+    subscribed to `channel`."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /realtime/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Authorization: Bearer {token}\r\n\r\n"
+        ).encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(head[:200].decode(errors="replace"))
+    payload = json.dumps({"type": "subscribe", "channel": channel}).encode()
+    # A masked text frame under 126 bytes; a mask of zeros leaves the payload as it is.
+    writer.write(bytes([0x81, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
     await asyncio.wait_for(reader.readuntil(b'"subscribed"'), 30)
     return writer
 
@@ -109,7 +135,7 @@ async def main(streams: int, requests: int) -> None:
             run_dir=ROOT / "var" / f"bench-idle-{uuid.uuid4().hex[:6]}",
             extra_env={"LOG_LEVEL": "WARNING"},
         )
-        stack = NativeStack(config)
+        stack = PatientStack(config)
         try:
             await stack.start()
             async with httpx.AsyncClient(base_url=config.gateway_url, timeout=30) as client:

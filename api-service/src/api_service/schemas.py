@@ -3,9 +3,8 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
-from pydantic.json_schema import SkipJsonSchema
 
-from servicekit.schemas import VISIBLE_TEXT_PATTERN, StrictModel
+from servicekit.schemas import NOT_NULL, VISIBLE_TEXT_PATTERN, StrictModel
 
 Role = Literal["owner", "editor", "viewer"]
 TaskStatus = Literal["todo", "doing", "done"]
@@ -35,9 +34,7 @@ class BoardCreate(StrictModel):
 
 
 class BoardUpdate(StrictModel):
-    # Optional but never null: the schema does not offer null (SkipJsonSchema), the
-    # validator refuses it.
-    name: BoardName | SkipJsonSchema[None] = None
+    name: Annotated[BoardName | None, NOT_NULL] = None
 
     _name_not_null = field_validator("name", mode="before")(_reject_null)
 
@@ -77,9 +74,9 @@ class TaskCreate(StrictModel):
 class TaskUpdate(StrictModel):
     """Only the fields sent change; `assignee_id: null` unassigns, other fields may not be null."""
 
-    title: Title | SkipJsonSchema[None] = None
-    description: Description | SkipJsonSchema[None] = None
-    status: TaskStatus | SkipJsonSchema[None] = None
+    title: Annotated[Title | None, NOT_NULL] = None
+    description: Annotated[Description | None, NOT_NULL] = None
+    status: Annotated[TaskStatus | None, NOT_NULL] = None
     assignee_id: uuid.UUID | None = None
 
     _not_null = field_validator("title", "description", "status", mode="before")(_reject_null)

@@ -3,7 +3,14 @@
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, WithJsonSchema, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 # PostgreSQL's text cannot hold NUL, and a lone surrogate (JSON's "\ud800") has no UTF-8 form:
 # either would fail in the database, after the request was accepted.
@@ -45,6 +52,19 @@ def _storable_strings(value: Any) -> Any:
             _storable_strings(key)
             _storable_strings(item)
     return value
+
+
+def _offer_no_null(schema: dict[str, Any]) -> None:
+    variants = [variant for variant in schema.pop("anyOf", []) if variant.get("type") != "null"]
+    if len(variants) == 1:
+        schema.update(variants[0])
+    else:
+        schema["anyOf"] = variants
+
+
+NOT_NULL = Field(json_schema_extra=_offer_no_null)
+"""For a body field that may be left out but not sent as null: its schema does not offer
+null (the model refuses it with a validator)."""
 
 
 def _document_no_nul(schema: dict[str, Any]) -> None:
