@@ -379,6 +379,7 @@ class Subscription {
   #closed = false;
   #wake = null;
   #presence = null;
+  #settleReady = null;
   connections = 0;
 
   constructor(live, channels, options) {
@@ -397,6 +398,9 @@ class Subscription {
       for (const channel of channels) this.#channelCursors.set(channel, start);
     }
     if (options.presence) this.#presence = new Presence(this, options.presence);
+    /** Settles once: when the subscription first goes live, or when it stops before that. */
+    this.ready = new Promise((resolve, reject) => { this.#settleReady = { resolve, reject }; });
+    this.ready.catch(() => {});  // a subscription nobody awaits must not report a rejection
   }
 
   /**
@@ -435,6 +439,12 @@ class Subscription {
   #setState(state, info = {}) {
     if (this.state === "stopped") return;
     this.state = state;
+    if (state === "live") this.#settleReady.resolve(this);
+    if (state === "stopped") {
+      const error = new StackError(0, { error: "subscription_stopped", detail: info.reason });
+      error.code = info.code;
+      this.#settleReady.reject(error);
+    }
     if (this.options.onState) this.options.onState(state, info);
   }
 

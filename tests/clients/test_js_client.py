@@ -8,6 +8,7 @@ is one pytest test, so a failure names the file; node's own report is in the mes
 import asyncio
 import os
 import shutil
+import signal
 
 import pytest
 
@@ -37,11 +38,13 @@ async def test_javascript_client(client_stack: ClientStack, test_file: str) -> N
         },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        # node --test runs each file in a child process: a timeout ends the whole group.
+        start_new_session=True,
     )
     try:
         output, _ = await asyncio.wait_for(process.communicate(), 300)
     except TimeoutError:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         output, _ = await process.communicate()
         pytest.fail(f"node --test {test_file} ran over 300 s:\n{output.decode()}")
     assert process.returncode == 0, output.decode()

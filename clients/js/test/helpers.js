@@ -1,6 +1,7 @@
 // What the tests share: the stack's address, users, a TCP proxy in front of the gateway, and
 // the control endpoint pytest runs (restart a realtime replica, read the event log).
 import net from "node:net";
+import { after } from "node:test";
 import { randomUUID } from "node:crypto";
 import WebSocket from "ws";
 import { StackClient, StackError } from "../index.js";
@@ -16,8 +17,18 @@ export const HEARTBEAT_MS = 1000;
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+const clients = [];
+const proxies = [];
+// Whatever a failed test left running must not keep node (and its reconnect loops) alive.
+after(async () => {
+  for (const client of clients) for (const subscription of client.live.subscriptions) subscription.close();
+  await Promise.all(proxies.map((proxy) => proxy.close().catch(() => {})));
+});
+
 export function newClient(baseUrl = STACK_URL, options = {}) {
-  return new StackClient({ baseUrl, WebSocket, ...options });
+  const client = new StackClient({ baseUrl, WebSocket, ...options });
+  clients.push(client);
+  return client;
 }
 
 /** The gateway limits /auth/token and /auth/register per address: wait when told to. */
@@ -109,6 +120,7 @@ export class Proxy {
     });
     await new Promise((resolve) => this.server.listen(0, "127.0.0.1", resolve));
     this.url = `http://127.0.0.1:${this.server.address().port}`;
+    proxies.push(this);
     return this;
   }
 
@@ -132,6 +144,7 @@ export class Proxy {
   }
 
   async close() {
+    if (!this.server.listening) return;
     for (const pair of this.pairs) {
       pair.client.destroy();
       pair.upstream.destroy();
