@@ -388,6 +388,9 @@ class Subscription {
     this.channels = channels;
     this.transport = options.transport || "sse";
     if (this.transport !== "sse" && this.transport !== "ws") throw new TypeError("transport is sse or ws");
+    if (this.transport === "ws" && !this.client.WebSocket) {
+      throw new TypeError("no WebSocket implementation: pass one to StackClient (in Node.js 20, the ws package's)");
+    }
     this.options = options;
     this.heartbeatMs = options.heartbeatMs || 15_000;
     this.backoff = { ...DEFAULT_BACKOFF, ...(options.backoff || {}) };
@@ -755,7 +758,6 @@ class WsConnection {
     const sub = this.subscription;
     const client = sub.client;
     const WebSocketImpl = client.WebSocket;
-    if (!WebSocketImpl) throw new TypeError("no WebSocket implementation: pass one to StackClient");
     return new Promise((resolve) => {
       let heartbeat = null;
       let watchdog = null;

@@ -43,7 +43,6 @@ async def test_500_tasks_through_restarts_and_drops_every_event_once_in_order(
     await wait_for(lambda: all(s.state == "live" for s in subscriptions), what="live")
 
     async def drop() -> None:
-        # Between connections (resuming after a 4002, say) there may be nothing to drop.
         await wait_for(lambda: len(proxy.streams()) == 2, what="both streams up")
         assert proxy.drop() == 2
 
@@ -199,8 +198,9 @@ async def test_another_users_token_on_a_live_websocket_stops_it_with_4401(
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_cut_off_as_too_slow_it_resumes_and_loses_nothing(
-    client_stack: ClientStack, transport: str
+    tiny_queue_stack: ClientStack, transport: str
 ) -> None:
+    client_stack = tiny_queue_stack
     owner, reader, board, channel, start = await shared_board(client_stack)
     record = Recorder()
     subscription = subscribe(reader, channel, transport, record, start)

@@ -55,7 +55,7 @@ export async function signUp(baseUrl = STACK_URL, options = {}) {
 export async function waitFor(condition, { timeoutMs = 10_000, what = "condition" } = {}) {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === "function" ? what() : what}`);
     await sleep(25);
   }
 }
