@@ -113,7 +113,7 @@ async def test_a_stalled_connection_is_detected_and_replaced(
 ) -> None:
     owner, reader, board, channel, start = await shared_board(client_stack, proxy.url)
     record = Recorder()
-    subscription = subscribe(reader, channel, transport, record, start)
+    subscription = subscribe(reader, channel, transport, record, start, HEARTBEAT_SECONDS)
     await wait_for(lambda: subscription.state == "live")
     await owner.client.tasks.create(board["id"], title="before")
     await wait_for(lambda: len(record.events) == 1)
@@ -202,18 +202,26 @@ async def test_cut_off_as_too_slow_it_resumes_and_loses_nothing(
 ) -> None:
     client_stack = tiny_queue_stack
     owner, reader, board, channel, start = await shared_board(client_stack)
+
+    async def burst(label: str) -> None:
+        await asyncio.gather(
+            *(owner.client.tasks.create(board["id"], title=f"{label}.{i}") for i in range(40))
+        )
+
+    # A backlog to replay, and writes going on meanwhile: live events queue behind the replay.
+    for round_ in range(5):
+        await burst(f"backlog {round_}")
     record = Recorder()
+    writing = asyncio.create_task(burst("during the replay"))
     subscription = subscribe(reader, channel, transport, record, start)
-    await wait_for(lambda: subscription.state == "live")
-    for burst in range(12):
+    await writing
+    for round_ in range(12):
         if any(r.code == 4002 for r in record.reconnects()):
             break
-        await asyncio.gather(
-            *(owner.client.tasks.create(board["id"], title=f"b{burst}.{i}") for i in range(40))
-        )
+        await burst(f"burst {round_}")
     assert any(r.code == 4002 for r in record.reconnects()), record.reconnects()
     expected = await log_ids(client_stack, channel, start)
-    await wait_for(lambda: len(record.events) >= len(expected), 20)
+    await wait_for(lambda: len(record.events) >= len(expected))
     assert [e.id for e in record.events] == expected
     await subscription.aclose()
     await owner.client.aclose()

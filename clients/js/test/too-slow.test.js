@@ -15,18 +15,22 @@ async function sharedBoard() {
 for (const transport of ["sse", "ws"]) {
   test(`${transport}: cut off as too slow (4002), it resumes and loses nothing`, async () => {
     const { owner, viewer, board, channel } = await sharedBoard();
-    const record = recorder();
     const start = (await eventLog(channel, 0)).at(-1).id;
+    const burst = (label) => Promise.all(Array.from({ length: 40 }, (_, i) =>
+      owner.client.tasks.create(board.id, { title: `${label}.${i}` })));
+    // A backlog to replay, and writes going on meanwhile: live events queue behind the replay,
+    // and bursts reach the connection faster than its 3-event queue drains.
+    for (let round = 0; round < 5; round += 1) await burst(`backlog ${round}`);
+    const record = recorder();
+    const writing = burst("during the replay");
     const sub = viewer.client.live.subscribe([channel], { transport, lastEventId: start, ...record.options });
-    await waitFor(() => sub.state === "live");
-    // Bursts larger than the test stack's QUEUE_LIMIT (3) reach the connection at once.
-    for (let burst = 0; burst < 12 && !record.reconnects().some((r) => r.code === 4002); burst += 1) {
-      await Promise.all(Array.from({ length: 40 }, (_, i) =>
-        owner.client.tasks.create(board.id, { title: `burst ${burst}.${i}` })));
+    await writing;
+    for (let round = 0; round < 12 && !record.reconnects().some((r) => r.code === 4002); round += 1) {
+      await burst(`burst ${round}`);
     }
     assert.ok(record.reconnects().some((r) => r.code === 4002), JSON.stringify(record.reconnects()));
     const expected = (await eventLog(channel, start)).map((e) => e.id);
-    await waitFor(() => record.events.length >= expected.length, { timeoutMs: 20_000 });
+    await waitFor(() => record.events.length >= expected.length, { timeoutMs: 30_000 });
     assert.deepEqual(idsOf(record.events), expected);
     sub.close();
   });
