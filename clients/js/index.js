@@ -42,7 +42,15 @@ function query(params) {
   return text ? `?${text}` : "";
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Calls an application callback; what it throws is reported, never allowed to break a connection. */
+function notify(callback, ...args) {
+  if (!callback) return;
+  try {
+    callback(...args);
+  } catch (error) {
+    queueMicrotask(() => { throw error; });
+  }
+}
 
 /** A small event emitter: `on(name, listener)` returns a function that removes it. */
 class Emitter {
@@ -55,13 +63,7 @@ class Emitter {
   }
 
   emit(name, value) {
-    for (const listener of [...(this.#listeners.get(name) || [])]) {
-      try {
-        listener(value);
-      } catch (error) {
-        queueMicrotask(() => { throw error; });
-      }
-    }
+    for (const listener of [...(this.#listeners.get(name) || [])]) notify(listener, value);
   }
 }
 
@@ -448,7 +450,7 @@ class Subscription {
       error.code = info.code;
       this.#settleReady.reject(error);
     }
-    if (this.options.onState) this.options.onState(state, info);
+    notify(this.options.onState, state, info);
   }
 
   async start() {
@@ -563,7 +565,7 @@ class Subscription {
       if (cursor !== undefined && cursor !== null && event.id <= cursor) return;
       this.#channelCursors.set(event.channel, event.id);
     }
-    if (this.options.onEvent) this.options.onEvent(event);
+    notify(this.options.onEvent, event);
   }
 
   /** SSE `ready`: the stream is live from `position`; nothing at or below it is missing. */
@@ -575,16 +577,16 @@ class Subscription {
     // The old position means nothing now (it may even be ahead of the log): start afresh.
     if (this.transport === "sse") this.#cursor = null;
     else this.#channelCursors.set(info.channel, null);
-    if (this.options.onReset) this.options.onReset(info);
+    notify(this.options.onReset, info);
   }
 
   message(message) {
     if (this.#presence && this.#presence.handle(message)) return;
-    if (this.options.onMessage) this.options.onMessage(message);
+    notify(this.options.onMessage, message);
   }
 
   serverError(error) {
-    if (this.options.onError) this.options.onError(error);
+    notify(this.options.onError, error);
   }
 
   send(message) {
@@ -917,6 +919,6 @@ class Presence {
   }
 
   #changed() {
-    if (this.onChange) this.onChange(new Map([...this.members].map(([user, m]) => [user, m.info])));
+    notify(this.onChange, new Map([...this.members].map(([user, m]) => [user, m.info])));
   }
 }
