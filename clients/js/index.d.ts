@@ -227,6 +227,9 @@ export interface Subscription {
   /** Where a new subscription would resume from without missing anything. */
   readonly lastEventId: number | null;
   readonly presence: Presence | null;
+  /** Resolves when the subscription first goes live (nothing written after that is missed);
+   * rejects with a StackError (`code`: the close code) if it stops before. */
+  readonly ready: Promise<Subscription>;
   /** An ephemeral message (WebSocket, live only; owners and editors; at most 4 KiB). */
   publish(channel: string, data: unknown): void;
   close(): void;

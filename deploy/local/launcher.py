@@ -346,13 +346,13 @@ class NativeStack:
                 process.wait()
         self.processes.clear()
 
-    async def restart(self, name: str, timeout: float = 15.0) -> None:
+    async def restart(self, name: str, within: float = 15.0) -> None:
         """Stops one process (SIGTERM, as a deploy does) and starts it again with the same
         command and environment; for a service, returns once it is ready again."""
         process = self.process(name)
         process.terminate()
         try:
-            await asyncio.to_thread(process.wait, timeout)
+            await asyncio.to_thread(process.wait, within)
         except subprocess.TimeoutExpired:
             process.kill()
             await asyncio.to_thread(process.wait)

@@ -42,7 +42,15 @@ function query(params) {
   return text ? `?${text}` : "";
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Calls an application callback; what it throws is reported, never allowed to break a connection. */
+function notify(callback, ...args) {
+  if (!callback) return;
+  try {
+    callback(...args);
+  } catch (error) {
+    queueMicrotask(() => { throw error; });
+  }
+}
 
 /** A small event emitter: `on(name, listener)` returns a function that removes it. */
 class Emitter {
@@ -55,13 +63,7 @@ class Emitter {
   }
 
   emit(name, value) {
-    for (const listener of [...(this.#listeners.get(name) || [])]) {
-      try {
-        listener(value);
-      } catch (error) {
-        queueMicrotask(() => { throw error; });
-      }
-    }
+    for (const listener of [...(this.#listeners.get(name) || [])]) notify(listener, value);
   }
 }
 
@@ -379,6 +381,7 @@ class Subscription {
   #closed = false;
   #wake = null;
   #presence = null;
+  #settleReady = null;
   connections = 0;
 
   constructor(live, channels, options) {
@@ -387,6 +390,9 @@ class Subscription {
     this.channels = channels;
     this.transport = options.transport || "sse";
     if (this.transport !== "sse" && this.transport !== "ws") throw new TypeError("transport is sse or ws");
+    if (this.transport === "ws" && !this.client.WebSocket) {
+      throw new TypeError("no WebSocket implementation: pass one to StackClient (in Node.js 20, the ws package's)");
+    }
     this.options = options;
     this.heartbeatMs = options.heartbeatMs || 15_000;
     this.backoff = { ...DEFAULT_BACKOFF, ...(options.backoff || {}) };
@@ -397,6 +403,9 @@ class Subscription {
       for (const channel of channels) this.#channelCursors.set(channel, start);
     }
     if (options.presence) this.#presence = new Presence(this, options.presence);
+    /** Settles once: when the subscription first goes live, or when it stops before that. */
+    this.ready = new Promise((resolve, reject) => { this.#settleReady = { resolve, reject }; });
+    this.ready.catch(() => {});  // a subscription nobody awaits must not report a rejection
   }
 
   /**
@@ -435,7 +444,13 @@ class Subscription {
   #setState(state, info = {}) {
     if (this.state === "stopped") return;
     this.state = state;
-    if (this.options.onState) this.options.onState(state, info);
+    if (state === "live") this.#settleReady.resolve(this);
+    if (state === "stopped") {
+      const error = new StackError(0, { error: "subscription_stopped", detail: info.reason });
+      error.code = info.code;
+      this.#settleReady.reject(error);
+    }
+    notify(this.options.onState, state, info);
   }
 
   async start() {
@@ -550,7 +565,7 @@ class Subscription {
       if (cursor !== undefined && cursor !== null && event.id <= cursor) return;
       this.#channelCursors.set(event.channel, event.id);
     }
-    if (this.options.onEvent) this.options.onEvent(event);
+    notify(this.options.onEvent, event);
   }
 
   /** SSE `ready`: the stream is live from `position`; nothing at or below it is missing. */
@@ -562,16 +577,16 @@ class Subscription {
     // The old position means nothing now (it may even be ahead of the log): start afresh.
     if (this.transport === "sse") this.#cursor = null;
     else this.#channelCursors.set(info.channel, null);
-    if (this.options.onReset) this.options.onReset(info);
+    notify(this.options.onReset, info);
   }
 
   message(message) {
     if (this.#presence && this.#presence.handle(message)) return;
-    if (this.options.onMessage) this.options.onMessage(message);
+    notify(this.options.onMessage, message);
   }
 
   serverError(error) {
-    if (this.options.onError) this.options.onError(error);
+    notify(this.options.onError, error);
   }
 
   send(message) {
@@ -745,7 +760,6 @@ class WsConnection {
     const sub = this.subscription;
     const client = sub.client;
     const WebSocketImpl = client.WebSocket;
-    if (!WebSocketImpl) throw new TypeError("no WebSocket implementation: pass one to StackClient");
     return new Promise((resolve) => {
       let heartbeat = null;
       let watchdog = null;
@@ -905,6 +919,6 @@ class Presence {
   }
 
   #changed() {
-    if (this.onChange) this.onChange(new Map([...this.members].map(([user, m]) => [user, m.info])));
+    notify(this.onChange, new Map([...this.members].map(([user, m]) => [user, m.info])));
   }
 }

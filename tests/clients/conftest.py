@@ -1,16 +1,19 @@
-"""The clients' tests: one native stack tuned so that what takes minutes in production happens
-within a test (access tokens of 12 s, heartbeats every second, small per-connection queues), a
-control endpoint for what a test cannot do through the gateway (restart a realtime replica,
-read the event log), and a TCP proxy of the test's own in front of the gateway."""
+"""The clients' tests: a native stack tuned so that what takes minutes in production happens
+within a test (access tokens of 12 s, heartbeats every second), a second one whose connection
+queues hold 3 events (so that a burst cuts a subscriber off as too slow), a control endpoint
+for what a test cannot do through the gateway (restart a realtime replica, read the event log),
+and a TCP proxy of the test's own in front of the gateway."""
 
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import pytest
+from launcher import LauncherError, NativeStack
 
 from servicekit.db import asyncpg_dsn
 
@@ -19,12 +22,11 @@ from .proxy import Proxy
 
 ACCESS_TOKEN_TTL_SECONDS = 12
 HEARTBEAT_SECONDS = 1
-QUEUE_LIMIT = 10
 CLIENT_STACK_ENV = {
     "ACCESS_TOKEN_TTL_SECONDS": str(ACCESS_TOKEN_TTL_SECONDS),
     "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
-    "QUEUE_LIMIT": str(QUEUE_LIMIT),
 }
+TINY_QUEUE_LIMIT = 3
 
 
 @dataclass
@@ -49,7 +51,35 @@ async def event_log(database_url: str, channel: str, after: int) -> list[dict[st
 
 @pytest.fixture(scope="session")
 async def client_stack() -> AsyncIterator[ClientStack]:
-    async with native_stack("clients", service_env=CLIENT_STACK_ENV) as stack:
+    async with controlled_stack("clients", CLIENT_STACK_ENV) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+async def tiny_queue_stack() -> AsyncIterator[ClientStack]:
+    env = {**CLIENT_STACK_ENV, "QUEUE_LIMIT": str(TINY_QUEUE_LIMIT)}
+    async with controlled_stack("clients_slow", env) as stack:
+        yield stack
+
+
+@asynccontextmanager
+async def started_stack(name: str, env: dict[str, str]) -> AsyncIterator[NativeStack]:
+    """The stack, given a second chance to start: on a machine shared with other test runs a
+    service's imports alone can take most of the launcher's 30 s readiness wait."""
+    async with AsyncExitStack() as exits:
+        for attempt in (1, 2):
+            try:
+                stack = await exits.enter_async_context(native_stack(name, service_env=env))
+                break
+            except LauncherError:
+                if attempt == 2:
+                    raise
+        yield stack
+
+
+@asynccontextmanager
+async def controlled_stack(name: str, env: dict[str, str]) -> AsyncIterator[ClientStack]:
+    async with started_stack(name, env) as stack:
         database_url = stack.config.database_url
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

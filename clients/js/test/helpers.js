@@ -1,6 +1,7 @@
 // What the tests share: the stack's address, users, a TCP proxy in front of the gateway, and
 // the control endpoint pytest runs (restart a realtime replica, read the event log).
 import net from "node:net";
+import { after } from "node:test";
 import { randomUUID } from "node:crypto";
 import WebSocket from "ws";
 import { StackClient, StackError } from "../index.js";
@@ -16,8 +17,18 @@ export const HEARTBEAT_MS = 1000;
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+const clients = [];
+const proxies = [];
+// Whatever a failed test left running must not keep node (and its reconnect loops) alive.
+after(async () => {
+  for (const client of clients) for (const subscription of client.live.subscriptions) subscription.close();
+  await Promise.all(proxies.map((proxy) => proxy.close().catch(() => {})));
+});
+
 export function newClient(baseUrl = STACK_URL, options = {}) {
-  return new StackClient({ baseUrl, WebSocket, ...options });
+  const client = new StackClient({ baseUrl, WebSocket, ...options });
+  clients.push(client);
+  return client;
 }
 
 /** The gateway limits /auth/token and /auth/register per address: wait when told to. */
@@ -44,7 +55,7 @@ export async function signUp(baseUrl = STACK_URL, options = {}) {
 export async function waitFor(condition, { timeoutMs = 10_000, what = "condition" } = {}) {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${typeof what === "function" ? what() : what}`);
     await sleep(25);
   }
 }
@@ -60,8 +71,13 @@ export async function eventLog(channel, after) {
   return response.json();
 }
 
+// Stall detection at two heartbeats of the stack's 1 s is what the stall tests check; the others
+// allow more, so that a test process starved of CPU on a shared machine does not mistake its own
+// slowness for a stalled connection.
+export const TOLERANT_HEARTBEAT_MS = 5 * HEARTBEAT_MS;
+
 /** Records what a subscription reports. */
-export function recorder() {
+export function recorder({ heartbeatMs = TOLERANT_HEARTBEAT_MS } = {}) {
   const record = { events: [], states: [], resets: [], messages: [], errors: [] };
   record.options = {
     onEvent: (event) => record.events.push(event),
@@ -69,7 +85,7 @@ export function recorder() {
     onReset: (info) => record.resets.push(info),
     onMessage: (message) => record.messages.push(message),
     onError: (error) => record.errors.push(error),
-    heartbeatMs: HEARTBEAT_MS,
+    heartbeatMs,
     backoff: { initialMs: 100, maxMs: 1000 },
   };
   record.reconnects = () => record.states.filter((s) => s.state === "reconnecting" && s.delayMs !== undefined);
@@ -109,6 +125,7 @@ export class Proxy {
     });
     await new Promise((resolve) => this.server.listen(0, "127.0.0.1", resolve));
     this.url = `http://127.0.0.1:${this.server.address().port}`;
+    proxies.push(this);
     return this;
   }
 
@@ -132,6 +149,7 @@ export class Proxy {
   }
 
   async close() {
+    if (!this.server.listening) return;
     for (const pair of this.pairs) {
       pair.client.destroy();
       pair.upstream.destroy();

@@ -12,7 +12,7 @@ for (const transport of ["sse", "ws"]) {
     const board = await writer.client.boards.create("Stall");
     await writer.client.members.set(board.id, reader.me.id, "viewer");
     const channel = `board:${board.id}`;
-    const record = recorder();
+    const record = recorder({ heartbeatMs: HEARTBEAT_MS });
     const start = (await eventLog(channel, 0)).at(-1).id;
     const sub = reader.client.live.subscribe([channel], { transport, lastEventId: start, ...record.options });
     await waitFor(() => sub.state === "live");

@@ -4,7 +4,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -94,7 +94,7 @@ class AsyncStackClient:
         body: JSON = {"email": email, "password": password}
         if display_name is not None:
             body["display_name"] = display_name
-        return await self.request("POST", "/auth/register", json=body, auth=False)
+        return await self.request_object("POST", "/auth/register", json=body, auth=False)
 
     async def login(self, email: str, password: str) -> JSON:
         form = {"grant_type": "password", "username": email, "password": password}
@@ -109,7 +109,7 @@ class AsyncStackClient:
             await self.request("POST", "/auth/logout", json=body, auth=False)
 
     async def me(self) -> JSON:
-        return await self.request("GET", "/auth/users/me")
+        return await self.request_object("GET", "/auth/users/me")
 
     async def update_me(
         self,
@@ -124,7 +124,7 @@ class AsyncStackClient:
             "current_password": current_password,
         }
         body = {name: value for name, value in changes.items() if value is not None}
-        return await self.request("PATCH", "/auth/users/me", json=body)
+        return await self.request_object("PATCH", "/auth/users/me", json=body)
 
     def on_tokens(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Calls `listener` after each new access token; returns a function that stops it."""
@@ -211,6 +211,10 @@ class AsyncStackClient:
         )
         return body
 
+    async def request_object(self, method: str, path: str, **options: Any) -> JSON:
+        """`request` for routes that answer a JSON object."""
+        return cast(JSON, await self.request(method, path, **options))
+
     async def request_with_etag(
         self,
         method: str,
@@ -279,23 +283,21 @@ class Boards:
         self.client = client
 
     async def create(self, name: str) -> JSON:
-        return await self.client.request("POST", "/api/boards", json={"name": name})
+        return await self.client.request_object("POST", "/api/boards", json={"name": name})
 
     def list(self, *, limit: int | None = None) -> AsyncIterator[JSON]:
         return self.client.paginate("/api/boards", limit=limit)
 
     async def page(self, *, limit: int | None = None, cursor: str | None = None) -> JSON:
         params = {"limit": limit, "cursor": cursor}
-        return await self.client.request("GET", "/api/boards", params=params)
+        return await self.client.request_object("GET", "/api/boards", params=params)
 
     async def get(self, board_id: str) -> JSON:
-        return await self.client.request("GET", f"/api/boards/{board_id}")
+        return await self.client.request_object("GET", f"/api/boards/{board_id}")
 
-    async def update(
-        self, board_id: str, *, name: str, if_match: int | str | None = None
-    ) -> JSON:
+    async def update(self, board_id: str, *, name: str, if_match: int | str | None = None) -> JSON:
         headers = if_match_header(if_match) if if_match is not None else {}
-        return await self.client.request(
+        return await self.client.request_object(
             "PATCH", f"/api/boards/{board_id}", json={"name": name}, headers=headers
         )
 
@@ -314,7 +316,7 @@ class Members:
 
     async def set(self, board_id: str, user_id: str, role: str) -> JSON:
         path = f"/api/boards/{board_id}/members/{user_id}"
-        return await self.client.request("PUT", path, json={"role": role})
+        return await self.client.request_object("PUT", path, json={"role": role})
 
     async def remove(self, board_id: str, user_id: str) -> None:
         await self.client.request("DELETE", f"/api/boards/{board_id}/members/{user_id}")
@@ -326,7 +328,7 @@ class Tasks:
 
     async def create(self, board_id: str, *, title: str, **fields: Any) -> JSON:
         body = {"title": title, **fields}
-        return await self.client.request("POST", f"/api/boards/{board_id}/tasks", json=body)
+        return await self.client.request_object("POST", f"/api/boards/{board_id}/tasks", json=body)
 
     def list(
         self,
@@ -341,20 +343,20 @@ class Tasks:
         )
 
     async def page(self, board_id: str, **params: Any) -> JSON:
-        return await self.client.request("GET", f"/api/boards/{board_id}/tasks", params=params)
+        path = f"/api/boards/{board_id}/tasks"
+        return await self.client.request_object("GET", path, params=params)
 
     async def get(self, task_id: str) -> JSON:
-        return await self.client.request("GET", f"/api/tasks/{task_id}")
+        return await self.client.request_object("GET", f"/api/tasks/{task_id}")
 
     async def update(
         self, task_id: str, changes: Mapping[str, Any], *, if_match: int | str | None = None
     ) -> JSON:
         headers = if_match_header(if_match) if if_match is not None else {}
-        return await self.client.request(
+        return await self.client.request_object(
             "PATCH", f"/api/tasks/{task_id}", json=dict(changes), headers=headers
         )
 
     async def delete(self, task_id: str, *, if_match: int | str | None = None) -> None:
         headers = if_match_header(if_match) if if_match is not None else {}
         await self.client.request("DELETE", f"/api/tasks/{task_id}", headers=headers)
-

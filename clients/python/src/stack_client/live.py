@@ -131,10 +131,13 @@ class Live:
     async def publish(self, channel: str, data: Any) -> None:
         """An ephemeral message over a live WebSocket subscription to `channel`."""
         for subscription in self.subscriptions:
-            if subscription.transport == "ws" and channel in subscription.channels:
-                if subscription.state == "live":
-                    await subscription.publish(channel, data)
-                    return
+            if (
+                subscription.transport == "ws"
+                and channel in subscription.channels
+                and subscription.state == "live"
+            ):
+                await subscription.publish(channel, data)
+                return
         raise StackError(0, {"error": "not_connected", "detail": f"no live WebSocket on {channel}"})
 
     async def aclose(self) -> None:
@@ -199,6 +202,7 @@ class Subscription:
         # the connection off as too slow (4002), and the subscription resumes from its position.
         self._queue: asyncio.Queue[Item | BaseException | None] = asyncio.Queue(queue_size)
         self._runner: asyncio.Task[None] | None = None
+        self._went_live = asyncio.Event()
         self._socket: ClientConnection | None = None
 
     @property
@@ -211,7 +215,15 @@ class Subscription:
         return min(known) if len(known) == len(positions) else None
 
     async def __aenter__(self) -> "Subscription":
+        """Starts the subscription and returns once it is live (nothing written from then on
+        is missed); raises `SubscriptionStopped` if it stops before."""
         self.start()
+        assert self._runner is not None
+        live = asyncio.create_task(self._went_live.wait())
+        await asyncio.wait([live, self._runner], return_when=asyncio.FIRST_COMPLETED)
+        live.cancel()
+        if self.stopped is not None:
+            raise self.stopped
         return self
 
     async def __aexit__(
@@ -249,7 +261,8 @@ class Subscription:
 
     async def publish(self, channel: str, data: Any) -> None:
         if self._socket is None or self.state != "live":
-            raise StackError(0, {"error": "not_connected", "detail": "the subscription is not live"})
+            detail = "the subscription is not live"
+            raise StackError(0, {"error": "not_connected", "detail": detail})
         await self._socket.send(json.dumps({"type": "publish", "channel": channel, "data": data}))
 
     def _set_state(self, change: StateChange) -> None:
@@ -302,7 +315,11 @@ class Subscription:
                 return Ended(4401, "signed out")
             return Ended(LOST, f"no ticket: {error}", retry_after=error.retry_after)
         self.connections += 1
-        connection = _SseConnection(self, ticket) if self.transport == "sse" else _WsConnection(self, ticket)
+        connection: _SseConnection | _WsConnection
+        if self.transport == "sse":
+            connection = _SseConnection(self, ticket)
+        else:
+            connection = _WsConnection(self, ticket)
         ended = await connection.run()
         ended.token_expires_at = token_expires_at
         return ended
@@ -317,6 +334,7 @@ class Subscription:
             await self._queue.put(event)
 
     def went_live(self) -> None:
+        self._went_live.set()
         self._set_state(StateChange("live"))
 
     def position_reached(self, position: int) -> None:
@@ -351,10 +369,12 @@ class SseParser:
 
     def __init__(self) -> None:
         self.buffer = ""
-        self.event, self.data, self.id = "", list[str](), None
+        self.event = ""
+        self.data: list[str] = []
+        self.id: str | None = None
 
     def feed(self, text: str) -> list[tuple[str, str, str | None]]:
-        frames = []
+        frames: list[tuple[str, str, str | None]] = []
         self.buffer += text
         lines = self.buffer.splitlines(keepends=True)
         # The last line may be incomplete (or a \r whose \n is still to come).
@@ -447,7 +467,9 @@ class _WsConnection:
         stop_listening = client.on_tokens(token_changed.set)
         keepalive: asyncio.Task[None] | None = None
         try:
-            async with connect(url, ping_interval=None, open_timeout=15, max_size=2**20) as socket:
+            async with connect(
+                url, ping_interval=None, open_timeout=15, close_timeout=2, max_size=2**20
+            ) as socket:
                 sub._socket = socket
                 keepalive = asyncio.create_task(self._keepalive(socket, token_changed))
                 for channel in sub.channels:
@@ -464,6 +486,8 @@ class _WsConnection:
                         async with asyncio.timeout(2 * sub.heartbeat):
                             raw = await socket.recv()
                     except TimeoutError:
+                        # A stalled peer would never answer the closing handshake.
+                        socket.transport.abort()
                         return Ended(LOST, "stalled: no pong", self.was_live)
                     ended = await self._message(json.loads(raw))
                     if ended is not None:

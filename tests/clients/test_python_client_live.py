@@ -1,0 +1,228 @@
+"""The Python client's live subscriptions, in the same scenarios as the JavaScript client's:
+resume through replica restarts and gateway drops, token expiry, stalls, close codes."""
+
+import asyncio
+import time
+
+import pytest
+
+from .conftest import HEARTBEAT_SECONDS, ClientStack
+from .helpers import (
+    PASSWORD,
+    Recorder,
+    log_ids,
+    patiently,
+    restart_realtime,
+    sign_up,
+    subscribe,
+    wait_for,
+)
+from .proxy import Proxy
+
+TRANSPORTS = ["sse", "ws"]
+
+
+async def shared_board(stack: ClientStack, reader_url: str | None = None):  # type: ignore[no-untyped-def]
+    owner = await sign_up(stack.base_url)
+    reader = await sign_up(reader_url or stack.base_url)
+    board = await owner.client.boards.create("Live")
+    await owner.client.members.set(board["id"], reader.me["id"], "viewer")
+    channel = f"board:{board['id']}"
+    start = max(await log_ids(stack, channel, 0))
+    return owner, reader, board, channel, start
+
+
+async def test_500_tasks_through_restarts_and_drops_every_event_once_in_order(
+    client_stack: ClientStack, proxy: Proxy
+) -> None:
+    owner, reader, board, channel, start = await shared_board(client_stack, proxy.url)
+    records = {transport: Recorder() for transport in TRANSPORTS}
+    subscriptions = [
+        subscribe(reader, channel, transport, records[transport], start) for transport in TRANSPORTS
+    ]
+    await wait_for(lambda: all(s.state == "live" for s in subscriptions), what="live")
+
+    async def drop() -> None:
+        await wait_for(lambda: len(proxy.streams()) == 2, what="both streams up")
+        assert proxy.drop() == 2
+
+    disruptions = {
+        100: drop,
+        200: lambda: restart_realtime(client_stack, 1),
+        300: lambda: restart_realtime(client_stack, 2),
+        400: drop,
+    }
+    pending = []
+    counter = iter(range(500))
+
+    async def write() -> None:
+        for index in counter:
+            if index in disruptions:
+                pending.append(asyncio.create_task(disruptions[index]()))
+            await owner.client.tasks.create(board["id"], title=f"task {index}")
+
+    await asyncio.gather(*(write() for _ in range(4)))
+    await asyncio.gather(*pending)
+    expected = await log_ids(client_stack, channel, start)
+    assert len(expected) == 500
+    for transport, record in records.items():
+        await wait_for(lambda r=record: len(r.events) >= len(expected), 60, transport)  # type: ignore[misc]
+        assert [event.id for event in record.events] == expected, transport
+        assert record.resets == []
+        assert len(record.reconnects()) >= 3, (transport, record.reconnects())
+        assert any(r.code == 1012 for r in record.reconnects()), (transport, record.reconnects())
+    for subscription in subscriptions:
+        await subscription.aclose()
+    await owner.client.aclose()
+    await reader.client.aclose()
+
+
+async def test_a_subscription_survives_several_token_expiries(client_stack: ClientStack) -> None:
+    owner, reader, board, channel, start = await shared_board(client_stack)
+    refreshed: list[None] = []
+    reader.client.on_tokens(lambda: refreshed.append(None))
+    records = {transport: Recorder() for transport in TRANSPORTS}
+    subscriptions = [
+        subscribe(reader, channel, transport, records[transport], start) for transport in TRANSPORTS
+    ]
+    await wait_for(lambda: all(s.state == "live" for s in subscriptions))
+    until = time.monotonic() + 40
+    written = 0
+    while time.monotonic() < until:
+        await owner.client.tasks.create(board["id"], title=f"tick {written}")
+        written += 1
+        await asyncio.sleep(0.2)
+    expected = await log_ids(client_stack, channel, start)
+    for transport, record in records.items():
+        await wait_for(lambda r=record: len(r.events) >= len(expected), 10, transport)  # type: ignore[misc]
+        assert [event.id for event in record.events] == expected, transport
+    assert len(refreshed) >= 3
+    sse_codes = [r.code for r in records["sse"].reconnects()]
+    assert sse_codes.count(4001) >= 3, sse_codes
+    assert set(sse_codes) == {4001}, sse_codes
+    assert records["ws"].reconnects() == [], "re-authenticated in place, never reconnected"
+    for subscription in subscriptions:
+        await subscription.aclose()
+    await owner.client.aclose()
+    await reader.client.aclose()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_stalled_connection_is_detected_and_replaced(
+    client_stack: ClientStack, proxy: Proxy, transport: str
+) -> None:
+    owner, reader, board, channel, start = await shared_board(client_stack, proxy.url)
+    record = Recorder()
+    subscription = subscribe(reader, channel, transport, record, start, HEARTBEAT_SECONDS)
+    await wait_for(lambda: subscription.state == "live")
+    await owner.client.tasks.create(board["id"], title="before")
+    await wait_for(lambda: len(record.events) == 1)
+    stalled_at = time.monotonic()
+    assert proxy.stall() == 1
+    for i in range(5):
+        await owner.client.tasks.create(board["id"], title=f"during {i}")
+    await wait_for(lambda: bool(record.reconnects()), what="stall detected")
+    assert time.monotonic() - stalled_at <= 3 * HEARTBEAT_SECONDS + 1
+    assert "stalled" in record.reconnects()[0].reason
+    await wait_for(lambda: len(record.events) == 6, what="events written during the stall")
+    assert subscription.state == "live"
+    assert [e.id for e in record.events] == await log_ids(client_stack, channel, start)
+    await subscription.aclose()
+    await owner.client.aclose()
+    await reader.client.aclose()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_removal_stops_the_subscription_with_4403(
+    client_stack: ClientStack, transport: str
+) -> None:
+    owner, reader, board, channel, _ = await shared_board(client_stack)
+    record = Recorder()
+    subscription = subscribe(reader, channel, transport, record)
+    await wait_for(lambda: subscription.state == "live")
+    await owner.client.members.remove(board["id"], reader.me["id"])
+    await wait_for(lambda: record.stopped is not None, what="stopped")
+    assert record.stopped is not None
+    assert record.stopped.code == 4403
+    assert subscription.state == "stopped"
+    assert record.reconnects() == []
+    await owner.client.aclose()
+    await reader.client.aclose()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_channel_out_of_reach_stops_with_4403(
+    client_stack: ClientStack, transport: str
+) -> None:
+    _, _, _, channel, _ = await shared_board(client_stack)
+    stranger = await sign_up(client_stack.base_url)
+    record = Recorder()
+    subscribe(stranger, channel, transport, record)
+    await wait_for(lambda: record.stopped is not None, what="stopped")
+    assert record.stopped is not None
+    assert record.stopped.code == 4403
+    await stranger.client.aclose()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_rejected_ticket_stops_with_4401(client_stack: ClientStack, transport: str) -> None:
+    _, reader, _, channel, _ = await shared_board(client_stack)
+
+    async def unknown_ticket() -> str:
+        return "not-a-ticket"
+
+    reader.client.live.ticket = unknown_ticket  # type: ignore[method-assign]
+    record = Recorder()
+    subscribe(reader, channel, transport, record)
+    await wait_for(lambda: record.stopped is not None, what="stopped")
+    assert record.stopped is not None
+    assert record.stopped.code == 4401
+    assert record.reconnects() == []
+    await reader.client.aclose()
+
+
+async def test_another_users_token_on_a_live_websocket_stops_it_with_4401(
+    client_stack: ClientStack,
+) -> None:
+    owner, reader, _, channel, _ = await shared_board(client_stack)
+    record = Recorder()
+    subscription = subscribe(reader, channel, "ws", record)
+    await wait_for(lambda: subscription.state == "live")
+    await patiently(lambda: reader.client.login(owner.email, PASSWORD))
+    await wait_for(lambda: record.stopped is not None, what="stopped")
+    assert record.stopped is not None
+    assert record.stopped.code == 4401
+    await owner.client.aclose()
+    await reader.client.aclose()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_cut_off_as_too_slow_it_resumes_and_loses_nothing(
+    tiny_queue_stack: ClientStack, transport: str
+) -> None:
+    client_stack = tiny_queue_stack
+    owner, reader, board, channel, start = await shared_board(client_stack)
+
+    async def burst(label: str) -> None:
+        await asyncio.gather(
+            *(owner.client.tasks.create(board["id"], title=f"{label}.{i}") for i in range(40))
+        )
+
+    # A backlog to replay, and writes going on meanwhile: live events queue behind the replay.
+    for round_ in range(5):
+        await burst(f"backlog {round_}")
+    record = Recorder()
+    writing = asyncio.create_task(burst("during the replay"))
+    subscription = subscribe(reader, channel, transport, record, start)
+    await writing
+    for round_ in range(12):
+        if any(r.code == 4002 for r in record.reconnects()):
+            break
+        await burst(f"burst {round_}")
+    assert any(r.code == 4002 for r in record.reconnects()), record.reconnects()
+    expected = await log_ids(client_stack, channel, start)
+    await wait_for(lambda: len(record.events) >= len(expected))
+    assert [e.id for e in record.events] == expected
+    await subscription.aclose()
+    await owner.client.aclose()
+    await reader.client.aclose()
