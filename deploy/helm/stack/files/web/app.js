@@ -1,7 +1,10 @@
-// The demo page: the public API through the gateway, nothing else. Tokens live in memory only.
+// The demo page: the stack's JavaScript client (stack-client.js, a copy of clients/js/index.js)
+// does the talking; this file only keeps the page's own state and rendering.
+import { StackClient } from "/web/stack-client.js";
+
 const $ = (selector) => document.querySelector(selector);
-const state = { tokens: null, me: null, board: null, tasks: new Map(), lastEventId: null,
-                source: null, socket: null, refreshTimer: null, presenceTimer: null, here: new Map() };
+const client = new StackClient();
+const state = { me: null, board: null, tasks: new Map(), events: null, room: null };
 const STATUSES = ["todo", "doing", "done"];
 
 function showError(message) {
@@ -10,54 +13,13 @@ function showError(message) {
   box.hidden = !message;
 }
 
-function describe(body, status) {
-  if (body && typeof body.detail === "string") return body.detail;
-  if (body && Array.isArray(body.detail)) {
-    return body.detail.map((e) => `${(e.loc || []).slice(1).join(".")}: ${e.msg}`).join("; ");
-  }
-  if (body && body.error_description) return body.error_description;
-  return `Request failed (${status})`;
-}
-
-class ApiError extends Error {
-  constructor(status, body) { super(describe(body, status)); this.status = status; this.body = body; }
-}
-
-async function api(path, { method = "GET", json, form, headers = {}, retry = true } = {}) {
-  const init = { method, headers: { ...headers } };
-  if (state.tokens) init.headers.Authorization = `Bearer ${state.tokens.access_token}`;
-  if (json !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(json); }
-  if (form) init.body = new URLSearchParams(form);
-  const response = await fetch(path, init);
-  if (response.status === 401 && retry && state.tokens) {
-    await refresh();
-    return api(path, { method, json, form, headers, retry: false });
-  }
-  const text = await response.text();
-  const body = text ? JSON.parse(text) : null;
-  if (!response.ok) throw new ApiError(response.status, body);
-  return { body, etag: response.headers.get("ETag") };
-}
-
-function setTokens(tokens) {
-  state.tokens = tokens;
-  clearTimeout(state.refreshTimer);
-  // Refresh a minute before the access token expires.
-  state.refreshTimer = setTimeout(() => refresh().catch(() => logout()),
-                                  Math.max(5, tokens.expires_in - 60) * 1000);
-}
-
-async function refresh() {
-  const { body } = await api("/auth/token", { method: "POST", retry: false,
-    form: { grant_type: "refresh_token", refresh_token: state.tokens.refresh_token } });
-  setTokens(body);
-}
+client.on("signedOut", () => {
+  showError("Your session has ended: please log in again.");
+  signedOut();
+});
 
 async function login(email, password) {
-  const { body } = await api("/auth/token", { method: "POST",
-    form: { grant_type: "password", username: email, password } });
-  setTokens(body);
-  state.me = (await api("/auth/users/me")).body;
+  state.me = await client.login(email, password);
   $("#whoami").textContent = `${state.me.display_name} · ${state.me.id}`;
   $("#logout").hidden = false;
   await showBoards();
@@ -65,12 +27,13 @@ async function login(email, password) {
 
 async function logout() {
   closeLive();
-  if (state.tokens) {
-    await api("/auth/logout", { method: "POST", retry: false,
-      json: { refresh_token: state.tokens.refresh_token } }).catch(() => {});
-  }
-  clearTimeout(state.refreshTimer);
-  Object.assign(state, { tokens: null, me: null, board: null });
+  await client.logout().catch(() => {});
+  signedOut();
+}
+
+function signedOut() {
+  closeLive();
+  Object.assign(state, { me: null, board: null });
   $("#whoami").textContent = "";
   $("#logout").hidden = true;
   show("#auth-view");
@@ -83,9 +46,9 @@ function show(view) {
 async function showBoards() {
   closeLive();
   state.board = null;
-  const { body } = await api("/api/boards?limit=100");
-  const list = $("#boards");
-  list.replaceChildren(...body.items.map((board) => {
+  const boards = [];
+  for await (const board of client.boards.list({ limit: 100 })) boards.push(board);
+  $("#boards").replaceChildren(...boards.map((board) => {
     const item = document.createElement("li");
     const open = document.createElement("button");
     open.textContent = `${board.name} (${board.role})`;
@@ -97,7 +60,7 @@ async function showBoards() {
 }
 
 async function openBoard(boardId) {
-  const { body: board } = await api(`/api/boards/${boardId}`);
+  const board = await client.boards.get(boardId);
   state.board = board;
   $("#board-name").textContent = board.name;
   $("#role").textContent = `you are ${board.role}`;
@@ -105,20 +68,16 @@ async function openBoard(boardId) {
   $("#readonly").hidden = canEdit;
   $("#task-form").hidden = !canEdit;
   $("#member-form").hidden = board.role !== "owner";
+  $("#chat-form").hidden = !canEdit;
   await loadTasks();
   show("#board-view");
-  await openLive();
+  openLive();
 }
 
 async function loadTasks() {
-  state.tasks.clear();
-  let cursor = null;
-  do {
-    const query = cursor ? `?limit=100&cursor=${encodeURIComponent(cursor)}` : "?limit=100";
-    const { body } = await api(`/api/boards/${state.board.id}/tasks${query}`);
-    for (const task of body.items) state.tasks.set(task.id, task);
-    cursor = body.next_cursor;
-  } while (cursor);
+  const tasks = new Map();
+  for await (const task of client.tasks.list(state.board.id, { limit: 100 })) tasks.set(task.id, task);
+  state.tasks = tasks;
   render();
 }
 
@@ -157,7 +116,7 @@ function taskCard(task, canEdit) {
     if (title && title !== task.title) await updateTask(task, { title });
   });
   button("Delete", async () => {
-    await api(`/api/tasks/${task.id}`, { method: "DELETE", headers: { "If-Match": `"${task.version}"` } });
+    await client.tasks.delete(task.id, { ifMatch: task.version });
     state.tasks.delete(task.id);
     render();
   });
@@ -167,9 +126,8 @@ function taskCard(task, canEdit) {
 
 async function updateTask(task, changes) {
   try {
-    const { body } = await api(`/api/tasks/${task.id}`, { method: "PATCH", json: changes,
-      headers: { "If-Match": `"${task.version}"` } });
-    state.tasks.set(body.id, body);
+    const updated = await client.tasks.update(task.id, changes, { ifMatch: task.version });
+    state.tasks.set(updated.id, updated);
     render();
   } catch (error) {
     if (error.status !== 412) throw error;
@@ -178,121 +136,89 @@ async function updateTask(task, changes) {
   }
 }
 
-// Live updates: SSE for the log (resumed with last_event_id), WebSocket for presence and chat.
+// Live: the board's events over SSE (resumed by the client, nothing missed), presence and chat
+// over a WebSocket.
 
-function setLive(mode, text) {
+const LIVE_TEXT = { connecting: ["wait", "connecting"], live: ["on", "live"],
+                    reconnecting: ["wait", "reconnecting"], stopped: ["off", "offline"] };
+
+function setLive(live) {
+  const [mode, text] = LIVE_TEXT[live];
   const badge = $("#live");
   badge.className = `live ${mode}`;
   badge.textContent = text;
 }
 
 function closeLive() {
-  if (state.source) state.source.close();
-  if (state.socket) state.socket.close(1000);
-  clearInterval(state.presenceTimer);
-  Object.assign(state, { source: null, socket: null, lastEventId: null });
-  state.here.clear();
-  setLive("off", "offline");
+  if (state.events) state.events.close();
+  if (state.room) state.room.close();
+  state.events = state.room = null;
+  renderHere(new Map());
+  setLive("stopped");
 }
 
-async function ticket() {
-  return (await api("/realtime/tickets", { method: "POST" })).body.ticket;
-}
-
-async function openLive() {
-  await connectEvents();
-  await connectSocket();
-}
-
-async function connectEvents() {
-  if (!state.board || !navigator.onLine) return;
-  const params = new URLSearchParams({ channels: `board:${state.board.id}`, ticket: await ticket() });
-  if (state.lastEventId) params.set("last_event_id", state.lastEventId);
-  const source = new EventSource(`/realtime/sse?${params}`);
-  state.source = source;
-  source.addEventListener("ready", (message) => {
-    setLive("on", "live");
-    if (!state.lastEventId) {
-      // First connection: from here on nothing is missed; reload what came before it.
-      state.lastEventId = String(JSON.parse(message.data).last_event_id);
-      loadTasks().catch((e) => showError(e.message));
-    }
+function openLive() {
+  const channel = `board:${state.board.id}`;
+  let first = true;
+  state.events = client.live.subscribe([channel], {
+    transport: "sse",
+    onEvent,
+    onReset: () => loadTasks().catch((e) => showError(e.message)),
+    onState: (live, info) => {
+      setLive(live);
+      if (live === "live" && first) {
+        // Live from here on; reload what was written between the first load and now.
+        first = false;
+        loadTasks().catch((e) => showError(e.message));
+      }
+      if (live === "stopped" && info.code === 4403) {
+        showError("You no longer have access to this board.");
+        showBoards().catch((e) => showError(e.message));
+      }
+    },
   });
-  for (const type of ["task.created", "task.updated", "task.deleted", "board.updated",
-                      "board.deleted", "member.added", "member.updated", "member.removed"]) {
-    source.addEventListener(type, (message) => onEvent(JSON.parse(message.data), message.lastEventId));
-  }
-  source.addEventListener("reset", () => loadTasks());
-  // The ticket is spent: EventSource's own retry would be refused, so reconnect with a new one.
-  const reconnect = () => {
-    source.close();
-    if (state.source !== source) return;
-    setLive("wait", "reconnecting");
-    setTimeout(() => connectEvents().catch(() => setLive("wait", "reconnecting")), 1000);
-  };
-  source.addEventListener("disconnect", reconnect);
-  source.onerror = reconnect;
+  state.room = client.live.subscribe([channel], {
+    transport: "ws",
+    presence: { info: { name: state.me.display_name }, onChange: renderHere },
+    onMessage: (message) => {
+      if (message.data && typeof message.data.chat === "string") {
+        appendChat(state.room.presence.members.get(message.from)?.info.name || message.from.slice(0, 8),
+                   message.data.chat);
+      }
+    },
+  });
 }
 
-function onEvent(event, id) {
-  state.lastEventId = id || state.lastEventId;
+function onEvent(event) {
   const data = event.data;
   if (event.type === "task.created" || event.type === "task.updated") {
     const known = state.tasks.get(data.id);
     if (!known || known.version <= data.version) state.tasks.set(data.id, data);  // never go back
-  }
-  else if (event.type === "task.deleted") state.tasks.delete(data.id);
-  else if (event.type === "board.deleted") { showError("This board was deleted."); showBoards(); return; }
-  else if (event.type === "member.removed" && state.me && data.user_id === state.me.id) {
-    showError("You were removed from this board."); showBoards(); return;
+  } else if (event.type === "task.deleted") {
+    state.tasks.delete(data.id);
+  } else if (event.type === "board.deleted") {
+    showError("This board was deleted.");
+    showBoards().catch((e) => showError(e.message));
+    return;
   }
   render();
 }
 
-async function connectSocket() {
-  const url = `${location.origin.replace(/^http/, "ws")}/realtime/ws?ticket=${await ticket()}`;
-  const socket = new WebSocket(url);
-  state.socket = socket;
-  const channel = `board:${state.board.id}`;
-  state.here.set(state.me.id, `${state.me.display_name} (you)`);
-  renderHere();
-  socket.addEventListener("open", () => {
-    socket.send(JSON.stringify({ type: "subscribe", channel }));
-    const announce = () => publish({ here: state.me.display_name });
-    announce();
-    state.presenceTimer = setInterval(announce, 10000);
-  });
-  socket.addEventListener("message", (message) => {
-    const data = JSON.parse(message.data);
-    if (data.type === "message" && data.data && data.data.here) {
-      state.here.set(data.from, data.data.here);
-      renderHere();
-    } else if (data.type === "message" && data.data && data.data.chat) {
-      const line = document.createElement("li");
-      line.textContent = `${state.here.get(data.from) || data.from.slice(0, 8)}: ${data.data.chat}`;
-      $("#chat").append(line);
-    } else if (data.type === "error" && data.code === "forbidden") {
-      $("#chat-form").hidden = true;
-    }
-  });
+function renderHere(members) {
+  const names = state.me ? [`${state.me.display_name} (you)`] : [];
+  for (const { name } of members.values()) names.push(name);
+  $("#here").replaceChildren(...names.map((name) => {
+    const item = document.createElement("li");
+    item.textContent = name;
+    return item;
+  }));
 }
 
-function renderHere() {
-  $("#here").replaceChildren(...[...state.here.values()].map((name) => {
-    const item = document.createElement("li"); item.textContent = name; return item; }));
+function appendChat(name, text) {
+  const line = document.createElement("li");
+  line.textContent = `${name}: ${text}`;
+  $("#chat").append(line);
 }
-
-function publish(data) {
-  if (state.socket && state.socket.readyState === WebSocket.OPEN && state.board) {
-    state.socket.send(JSON.stringify({ type: "publish", channel: `board:${state.board.id}`, data }));
-  }
-}
-
-window.addEventListener("offline", () => {
-  if (state.source) { state.source.close(); state.source = null; }
-  setLive("wait", "reconnecting");
-});
-window.addEventListener("online", () => { if (state.board) connectEvents().catch(() => {}); });
 
 // Forms.
 
@@ -308,30 +234,24 @@ function onSubmit(selector, handler) {
 
 onSubmit("#auth-form", async (data, submitter) => {
   const email = data.get("email"), password = data.get("password");
-  if (submitter && submitter.value === "register") {
-    await api("/auth/register", { method: "POST", json: { email, password } });
-  }
+  if (submitter && submitter.value === "register") await client.register(email, password);
   await login(email, password);
 });
 onSubmit("#board-form", async (data) => {
-  const { body } = await api("/api/boards", { method: "POST", json: { name: data.get("name") } });
-  await openBoard(body.id);
+  const board = await client.boards.create(data.get("name"));
+  await openBoard(board.id);
 });
 onSubmit("#task-form", async (data) => {
-  const { body } = await api(`/api/boards/${state.board.id}/tasks`, { method: "POST",
-    json: { title: data.get("title") } });
-  state.tasks.set(body.id, body);
+  const task = await client.tasks.create(state.board.id, { title: data.get("title") });
+  state.tasks.set(task.id, task);
   render();
 });
 onSubmit("#member-form", async (data) => {
-  await api(`/api/boards/${state.board.id}/members/${data.get("user_id").trim()}`,
-            { method: "PUT", json: { role: data.get("role") } });
+  await client.members.set(state.board.id, data.get("user_id").trim(), data.get("role"));
 });
 onSubmit("#chat-form", async (data) => {
-  publish({ chat: data.get("text") });
-  const line = document.createElement("li");  // the server does not echo to the sender
-  line.textContent = `${state.me.display_name}: ${data.get("text")}`;
-  $("#chat").append(line);
+  state.room.publish(`board:${state.board.id}`, { chat: data.get("text") });
+  appendChat(state.me.display_name, data.get("text"));  // the server does not echo to the sender
 });
 $("#back").addEventListener("click", () => showBoards().catch((e) => showError(e.message)));
 $("#logout").addEventListener("click", () => logout());
