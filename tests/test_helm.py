@@ -376,8 +376,11 @@ def test_services_get_every_setting_compose_gives_them(name: str) -> None:
     settings_class, _ = SERVICES[name]
     settings = {field.upper() for field in settings_class.model_fields}
     given = set(env_of(service_container("defaults", name)))
+    # NATS is optional in the cluster (an external dependency by URL): given once `nats.url` is.
+    given_with_nats = set(env_of(service_container("nats-and-realtime-replicas", name)))
+    assert given_with_nats - given <= {"NATS_URL"}
     # How uvicorn learns whom to trust is each platform's own; what the service reads is not.
-    assert set(compose()["services"][name]["environment"]) & settings <= given
+    assert set(compose()["services"][name]["environment"]) & settings <= given_with_nats
     assert "FORWARDED_ALLOW_IPS" in given
 
 
