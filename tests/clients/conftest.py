@@ -6,6 +6,7 @@ and a TCP proxy of the test's own in front of the gateway."""
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -37,8 +38,14 @@ class ClientStack:
 
 
 async def event_log(database_url: str, channel: str, after: int) -> list[dict[str, object]]:
+    """The log's events on `channel` after `after`, once the sequencer has moved every event
+    written so far from the inbox into the log (it does so a few milliseconds after commit)."""
     connection = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
+        deadline = time.monotonic() + 10
+        while await connection.fetchval("SELECT count(*) FROM api.event_inbox"):
+            assert time.monotonic() < deadline, "the sequencer did not empty the inbox"
+            await asyncio.sleep(0.02)
         rows = await connection.fetch(
             "SELECT id, type FROM api.events WHERE channel = $1 AND id > $2 ORDER BY id",
             channel,
