@@ -1,6 +1,8 @@
 """api-service runs in-process; tokens come from a real auth-service process whose JWKS the
 api-service fetches over HTTP, as in production."""
 
+import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -9,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from api_service.config import Settings
 from api_service.main import create_app
@@ -108,3 +111,14 @@ async def create_task(
     assert response.status_code == 201, response.text
     task: dict[str, object] = response.json()
     return task
+
+
+async def settled(app: FastAPI, timeout: float = 10.0) -> None:
+    """Wait until the sequencer has moved every committed event into the log."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with app.state.db.engine.connect() as conn:
+            if not await conn.scalar(text("SELECT count(*) FROM api.event_inbox")):
+                return
+        assert time.monotonic() < deadline, "the sequencer did not empty the inbox"
+        await asyncio.sleep(0.01)

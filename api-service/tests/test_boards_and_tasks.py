@@ -7,10 +7,11 @@ from sqlalchemy import text
 
 from api_service.schemas import TaskOut
 
-from .conftest import User, add_member, create_board, create_task
+from .conftest import User, add_member, create_board, create_task, settled
 
 
 async def event_rows(app: FastAPI, channel: str) -> list[tuple[str, dict[str, object]]]:
+    await settled(app)
     async with app.state.db.engine.connect() as conn:
         rows = await conn.execute(
             text("SELECT type, data FROM api.events WHERE channel = :c ORDER BY id"),

@@ -1,5 +1,5 @@
 """The outbox contract (DESIGN §6): event ids increase in commit order, every committed write
-has its events and no failed write has any."""
+has its events and no failed write has any. (With several api replicas: test_sequencer.py.)"""
 
 import asyncio
 import random
@@ -9,13 +9,15 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from api_service import tasks as tasks_module
-from api_service.outbox import NOTIFY_CHANNEL, prune_events
+from api_service.outbox import prune_events
+from api_service.sequencer import NOTIFY_CHANNEL
 
-from .conftest import User, create_board, create_task
+from .conftest import User, create_board, create_task, settled
 
 WRITERS = 50
 WRITES_PER_WRITER = 20
@@ -40,6 +42,7 @@ async def test_reader_sees_every_committed_event_once_in_ascending_order(
     owner = user_pool[0]
     board_ids = [await create_board(client, owner, f"outbox {i}") for i in range(5)]
     channels = [f"board:{b}" for b in board_ids]
+    await settled(app)
     start_id = max(await board_event_ids(app, board_ids))
     writers_done = asyncio.Event()
     seen: list[int] = []
@@ -85,6 +88,7 @@ async def test_reader_sees_every_committed_event_once_in_ascending_order(
 
     reading = asyncio.create_task(reader())
     await asyncio.gather(*(writer(i) for i in range(WRITERS)))
+    await settled(app)
     writers_done.set()
     await reading
 
@@ -114,6 +118,7 @@ async def test_writes_wake_listeners_with_the_highest_new_id(
 
 async def count_board_rows(app: FastAPI, board_id: str) -> tuple[int, int, int]:
     """Tasks, the sum of their versions (which any update changes) and events of a board."""
+    await settled(app)
     async with app.state.db.engine.connect() as conn:
         row = (
             await conn.execute(
@@ -163,7 +168,7 @@ async def test_failed_writes_leave_no_event(
     async with app.state.db.engine.begin() as conn:
         await conn.execute(
             text(
-                "ALTER TABLE api.events ADD CONSTRAINT test_no_created"
+                "ALTER TABLE api.event_inbox ADD CONSTRAINT test_no_created"
                 " CHECK (type <> 'task.created') NOT VALID"
             )
         )
@@ -173,7 +178,7 @@ async def test_failed_writes_leave_no_event(
         )
     finally:
         async with app.state.db.engine.begin() as conn:
-            await conn.execute(text("ALTER TABLE api.events DROP CONSTRAINT test_no_created"))
+            await conn.execute(text("ALTER TABLE api.event_inbox DROP CONSTRAINT test_no_created"))
 
     # Updating a task takes several statements: a constraint violation in the event insert
     # (channel longer than its column) must undo the update made earlier in the transaction.
@@ -208,12 +213,14 @@ async def test_pruning_removes_only_old_events(
     owner = user_pool[0]
     board_id = await create_board(client, owner)
     await create_task(client, board_id, owner)
+    await settled(app)
     async with app.state.db.engine.begin() as conn:
         await conn.execute(
             text("UPDATE api.events SET created_at = now() - interval '8 days' WHERE channel = :c"),
             {"c": f"board:{board_id}"},
         )
     await create_task(client, board_id, owner)
+    await settled(app)
 
     async with app.state.db.engine.connect() as conn:
         old_ids = list(
@@ -229,3 +236,43 @@ async def test_pruning_removes_only_old_events(
     async with app.state.db.engine.connect() as conn:
         watermark = await conn.scalar(text("SELECT pruned_through FROM api.outbox_state"))
     assert watermark == max(old_ids)
+
+
+async def test_a_transaction_held_open_holds_later_events_back(
+    app: FastAPI, client: httpx.AsyncClient, user_pool: list[User], database_url: str
+) -> None:
+    owner = user_pool[0]
+    board_id = await create_board(client, owner)
+    await settled(app)
+    before = await board_event_ids(app, [board_id])
+    held = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        async with held.transaction():
+            # A transaction id, taken before the writes below: their rows are not settled
+            # until this transaction ends.
+            await held.fetchval("SELECT pg_current_xact_id()")
+            titles = [f"held {i}" for i in range(5)]
+            for title in titles:
+                await create_task(client, board_id, owner, title=title)
+            await asyncio.sleep(2.5)
+            async with app.state.db.engine.connect() as conn:
+                waiting = await conn.scalar(text("SELECT count(*) FROM api.event_inbox"))
+            assert await board_event_ids(app, [board_id]) == before
+            assert waiting == len(titles)
+            assert (REGISTRY.get_sample_value("api_outbox_sequencer_lag_seconds") or 0) >= 1.0
+    finally:
+        await held.close()
+    await settled(app)
+    async with app.state.db.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                text(
+                    "SELECT id, data ->> 'title' AS title FROM api.events"
+                    " WHERE channel = :c AND type = 'task.created' ORDER BY id"
+                ),
+                {"c": f"board:{board_id}"},
+            )
+        ).all()
+    assert [row.title for row in rows] == titles
+    assert rows[0].id > max(before)
+    assert REGISTRY.get_sample_value("api_outbox_sequencer_lag_seconds") is not None

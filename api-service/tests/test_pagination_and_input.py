@@ -5,7 +5,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from .conftest import User, add_member, create_board, create_task
+from .conftest import User, add_member, create_board, create_task, settled
 
 
 async def walk(
@@ -140,6 +140,7 @@ async def test_malformed_uuids_in_paths_are_422(
 
 
 async def counts(app: FastAPI) -> tuple[int, int, int]:
+    await settled(app)
     async with app.state.db.engine.connect() as conn:
         row = (
             await conn.execute(

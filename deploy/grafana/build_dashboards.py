@@ -220,6 +220,47 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                 "ops",
                 ((f"sum by (result) (rate(realtime_replays_total[{R}]))", "{{result}}"),),
             ),
+            Panel(
+                "Sequencer lag",
+                "Age of the oldest event still in api-service's inbox, on the sequencer's"
+                " leader: a transaction held open holds every later event back.",
+                "s",
+                (("max(api_outbox_sequencer_lag_seconds)", "lag"),),
+            ),
+            Panel(
+                "Inbox rows and batches",
+                "Events written but not yet in the log, and batches the sequencer commits.",
+                "short",
+                (
+                    ("sum(api_outbox_inbox_rows)", "inbox rows"),
+                    (f"sum(rate(api_outbox_batches_total[{R}]))", "batches/s"),
+                ),
+            ),
+            Panel(
+                "Sequencer leader",
+                "1 on the api replica holding the sequencer lease (exactly one expected).",
+                "short",
+                (("sum by (instance) (api_outbox_sequencer_leader)", "{{instance}}"),),
+            ),
+            Panel(
+                "Gap repairs by reason",
+                "Missing events read from the log while following NATS: a skipped id, the"
+                " sequencer's head ahead of what arrived, or a bus reconnect.",
+                "ops",
+                ((f"sum by (reason) (rate(realtime_gap_repairs_total[{R}]))", "{{reason}}"),),
+            ),
+            Panel(
+                "Bus connection",
+                "1 while a realtime node is connected to NATS (0 without NATS).",
+                "short",
+                (("sum by (instance) (realtime_bus_connected)", "{{instance}}"),),
+            ),
+            Panel(
+                "Log queries by purpose",
+                "Event-log queries made by realtime nodes: with NATS only replays and repairs.",
+                "ops",
+                ((f"sum by (purpose) (rate(realtime_log_queries_total[{R}]))", "{{purpose}}"),),
+            ),
         ],
     ),
     "postgresql": (

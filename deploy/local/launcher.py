@@ -9,7 +9,9 @@ environment (defaults in DESIGN §1): GATEWAY_PORT (8080), STATUS_PORT (8081), A
 API_PORT (8002), REALTIME_PORTS (8003, or a comma list for several replicas), DATABASE_URL,
 STACK_RUN_DIR (var/stack). STACK_MONITORING=1 also starts Prometheus (PROMETHEUS_PORT, 9090)
 and the nginx and PostgreSQL exporters (NGINX_EXPORTER_PORT 9113, POSTGRES_EXPORTER_PORT 9187);
-the default starts them when they are installed.
+the default starts them when they are installed. STACK_NATS=1 also starts a nats-server
+(Debian's `nats-server` package) on 127.0.0.1:NATS_PORT (4222) and gives api and realtime its
+NATS_URL; without it events are signalled through PostgreSQL alone.
 """
 
 import argparse
@@ -83,6 +85,8 @@ class StackConfig:
     prometheus_port: int = 9090
     nginx_exporter_port: int = 9113
     postgres_exporter_port: int = 9187
+    nats: bool = False
+    nats_port: int = 4222
     # Production-like by default; the live observability test scrapes every second.
     scrape_interval: str = "15s"
 
@@ -106,6 +110,8 @@ class StackConfig:
             prometheus_port=int(env.get("PROMETHEUS_PORT", 9090)),
             nginx_exporter_port=int(env.get("NGINX_EXPORTER_PORT", 9113)),
             postgres_exporter_port=int(env.get("POSTGRES_EXPORTER_PORT", 9187)),
+            nats=env.get("STACK_NATS") == "1",
+            nats_port=int(env.get("NATS_PORT", 4222)),
         )
 
     @property
@@ -188,12 +194,14 @@ class NativeStack:
         config.run_dir.mkdir(parents=True, exist_ok=True)
         await migrate(MIGRATIONS, config.database_url)
         jwks = f"http://127.0.0.1:{config.auth_port}/auth/.well-known/jwks.json"
+        bus_env = await self._start_nats() if config.nats else {}
         self._service("auth", "auth_service.main:app", config.auth_port, {})
         await self._wait_ready(config.auth_port)
-        self._service("api", "api_service.main:app", config.api_port, {"JWKS_URL": jwks})
+        api_env = {"JWKS_URL": jwks, **bus_env}
+        self._service("api", "api_service.main:app", config.api_port, api_env)
         # Browsers on the gateway's address may open WebSockets.
         origins = json.dumps([config.gateway_url, f"http://localhost:{config.gateway_port}"])
-        realtime_env = {"JWKS_URL": jwks, "ALLOWED_ORIGINS": origins}
+        realtime_env = {"JWKS_URL": jwks, "ALLOWED_ORIGINS": origins, **bus_env}
         for index, port in enumerate(config.realtime_ports):
             self._service(f"realtime-{index + 1}", "realtime_service.main:app", port, realtime_env)
         for port in [config.api_port, *config.realtime_ports]:
@@ -209,6 +217,23 @@ class NativeStack:
         await self._wait_http(f"{config.gateway_url}/auth/.well-known/jwks.json")
         if config.monitoring:
             await self._start_monitoring()
+
+    async def _start_nats(self) -> dict[str, str]:
+        """A nats-server for the event bus; the environment that points services at it."""
+        port = self.config.nats_port
+        nats = binary("nats-server", "nats-server")
+        self._spawn("nats", [nats, "-a", "127.0.0.1", "-p", str(port)], {})
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise LauncherError(f"nats-server did not listen on port {port}") from None
+                await asyncio.sleep(0.1)
+                continue
+            writer.close()
+            return {"NATS_URL": f"nats://127.0.0.1:{port}"}
 
     async def _start_monitoring(self) -> None:
         config = self.config

@@ -144,10 +144,25 @@ async def board(stack: Stack, api: httpx.AsyncClient) -> Board:
     owner = uuid.uuid4()
     response = await api.post("/api/boards", json={"name": "live"}, headers=stack.headers(owner))
     assert response.status_code == 201, response.text
+    await settled(stack)
     return Board(stack, api, owner, response.json()["id"])
 
 
+async def settled(stack: Stack, timeout: float = 10.0) -> None:
+    """Wait until api-service's sequencer has moved every committed event into the log (and
+    notified realtime of it): a write's events reach the log shortly after its response."""
+    connection = await asyncpg.connect(asyncpg_dsn(stack.database_url))
+    try:
+        deadline = time.monotonic() + timeout
+        while await connection.fetchval("SELECT count(*) FROM api.event_inbox"):
+            assert time.monotonic() < deadline, "the sequencer did not empty the inbox"
+            await asyncio.sleep(0.01)
+    finally:
+        await connection.close()
+
+
 async def log_ids(stack: Stack, channel: str, after: int = 0) -> list[int]:
+    await settled(stack)
     connection = await asyncpg.connect(asyncpg_dsn(stack.database_url))
     try:
         rows = await connection.fetch(

@@ -6,3 +6,13 @@ class Settings(ServiceSettings):
     jwks_url: str = "http://127.0.0.1:8001/auth/.well-known/jwks.json"
     event_retention_seconds: int = 7 * 24 * 3600
     event_prune_interval_seconds: int = 300
+    # The event sequencer (api_service.sequencer): one replica at a time holds a lease of this
+    # length, renewed well before it runs out; batches move at most `sequencer_batch_size`
+    # events. It polls every `sequencer_poll_min_seconds` while events arrive, backing off to
+    # `sequencer_poll_max_seconds` when idle: the delivery latency it adds when idle.
+    sequencer_lease_seconds: float = 5.0
+    sequencer_batch_size: int = 1000
+    sequencer_poll_min_seconds: float = 0.002
+    sequencer_poll_max_seconds: float = 0.05
+    # Core NATS: when set, committed batches are published there instead of one NOTIFY each.
+    nats_url: str | None = None

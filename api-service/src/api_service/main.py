@@ -10,9 +10,11 @@ from fastapi import FastAPI
 
 from api_service import boards, members, tasks
 from api_service.config import Settings
+from api_service.event_bus import NatsBatchBus
 from api_service.outbox import prune_events
+from api_service.sequencer import Sequencer
 from servicekit.app import create_service_app
-from servicekit.db import Database
+from servicekit.db import Database, asyncpg_dsn
 from servicekit.jwks import KeySet, http_jwks_fetcher
 from servicekit.security import token_verifier_for
 
@@ -43,13 +45,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.token_verifier = token_verifier_for(settings, keys)
             app.state.health.add_check("database", database.check)
             app.state.health.add_check("jwks", keys.ensure_loaded)
-            pruner = asyncio.create_task(prune_events_periodically(database, settings))
+            bus = NatsBatchBus(settings.nats_url) if settings.nats_url else None
+            if bus is not None:
+                bus.start()
+            sequencer = Sequencer(asyncpg_dsn(settings.database_url), settings, bus)
+            background = [
+                asyncio.create_task(prune_events_periodically(database, settings)),
+                asyncio.create_task(sequencer.run(), name="sequencer"),
+            ]
             try:
                 yield
             finally:
-                pruner.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pruner
+                for task in background:
+                    task.cancel()
+                for task in background:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                if bus is not None:
+                    await bus.close()
                 await database.dispose()
 
     return create_service_app(

@@ -7,7 +7,6 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
-    Identity,
     Index,
     Integer,
     MetaData,
@@ -71,7 +70,9 @@ Index("tasks_board_page_idx", tasks.c.board_id, tasks.c.created_at.desc(), tasks
 events = Table(
     "events",
     metadata,
-    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    # Numbered by the sequencer (api_service.sequencer), densely, in the order it settles
+    # events; nothing else inserts here.
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
     Column("channel", String(64), nullable=False),
     Column("type", String(32), nullable=False),
     Column("data", JSONB, nullable=False),

@@ -1,13 +1,9 @@
-"""The event outbox: every write appends its events in its own transaction, and event ids
-increase in commit order.
+"""The event outbox, writer side: every write inserts its events into the inbox in its own
+transaction, tagged with the transaction's id (the column default `pg_current_xact_id()`), and
+does nothing else: no lock, no NOTIFY, so event-writing transactions never wait for each other.
 
-How: the events are inserted by the transaction's last statement, which first takes a
-transaction-level advisory lock. The lock is held from the moment ids are drawn from the
-sequence until the transaction has committed (or rolled back), so no two writers hold ids at
-the same time: when a writer draws id N, every transaction that drew a smaller id has already
-finished. A reader that sees N can therefore never later find a committed id below N. The
-price is that commits carrying events are serialised: throughput is bounded by one
-insert-plus-commit round trip at a time (see the README's design notes).
+The sequencer (api_service.sequencer) later moves settled inbox rows into the log `api.events`,
+numbering them; readers see only the log.
 """
 
 import json
@@ -25,9 +21,6 @@ from servicekit.db import Connection, Statement
 
 logger = logging.getLogger(__name__)
 
-NOTIFY_CHANNEL = "api_events"
-"""PostgreSQL NOTIFY channel; the payload is the highest event id of the committed transaction."""
-
 EVENT_TYPES = (
     "board.updated",
     "board.deleted",
@@ -39,7 +32,6 @@ EVENT_TYPES = (
     "task.deleted",
 )
 
-_COMMIT_ORDER_LOCK = 0x6F7574626F78  # "outbox"
 _PRUNE_LOCK = 0x7072756E65  # "prune"
 _PRUNE_BATCH = 10_000
 
@@ -49,24 +41,16 @@ for event_type in EVENT_TYPES:
 
 
 def appending_events(new_events: str) -> str:
-    """SQL for the CTEs that append the rows of the CTE `new_events` (columns `channel`, `type`,
-    `data` jsonb, `n` for their order) as events by `:actor_id`, under the commit-order lock.
-    The CTE `appended` holds the new ids, `notified` the NOTIFY of the highest one; the
-    statement must read `notified`, since a CTE that is not read does not run."""
+    """SQL for the CTE `appended` that inserts the rows of the CTE `new_events` (columns
+    `channel`, `type`, `data` jsonb, `n` for their order) into the inbox as events by
+    `:actor_id`; it returns one row per event written."""
     return f"""
-        commit_order AS (
-            SELECT pg_advisory_xact_lock({_COMMIT_ORDER_LOCK})
-            WHERE EXISTS (SELECT FROM {new_events})
-        ),
         appended AS (
-            INSERT INTO api.events (channel, type, data, actor_id)
+            INSERT INTO api.event_inbox (channel, type, data, actor_id)
             SELECT e.channel, e.type, e.data, CAST(:actor_id AS uuid)
-            FROM commit_order, {new_events} AS e
+            FROM {new_events} AS e
             ORDER BY e.n
-            RETURNING id
-        ),
-        notified AS (
-            SELECT pg_notify('{NOTIFY_CHANNEL}', max(id)::text) FROM appended HAVING count(*) > 0
+            RETURNING seq
         )"""
 
 
@@ -78,7 +62,7 @@ _APPEND_EVENTS = Statement.of(
             FROM jsonb_array_elements(CAST(:events AS jsonb)) WITH ORDINALITY AS x(e, n)
         ),
         {appending_events("new_events")}
-        SELECT count(*) FROM notified
+        SELECT count(*) FROM appended
         """
     )
 )
@@ -100,9 +84,8 @@ def user_channel(user_id: uuid.UUID) -> str:
 
 
 async def append_events(db: Connection, actor_id: uuid.UUID, events: list[Event]) -> None:
-    """Append events to the outbox. Call it as the transaction's last statement: the
-    commit-order lock it takes is held until commit, so anything after it lengthens the
-    serialised section."""
+    """Append events to the inbox, in the caller's transaction: they reach the log when it
+    has committed (and are never seen if it rolls back)."""
     payload = json.dumps(
         [{"channel": e.channel, "type": e.type, "data": e.data} for e in events], default=str
     )

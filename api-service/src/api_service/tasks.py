@@ -56,8 +56,8 @@ def task_json(t: str) -> str:
 
 
 # One statement, so one round trip and one transaction: the caller's role and the assignee's
-# membership are read, and only when both allow it are the task and its event written. The
-# columns tell the route which check failed.
+# membership are read, and only when both allow it are the task and its event (into the inbox)
+# written. The columns tell the route which check failed.
 CREATE_TASK = Statement.of(
     text(
         f"""
@@ -89,7 +89,7 @@ CREATE_TASK = Statement.of(
             (SELECT is_member FROM assignee) AS assignee_is_member,
             (SELECT version FROM created) AS version,
             (SELECT item FROM created) AS item,
-            (SELECT count(*) FROM notified) AS notified
+            (SELECT count(*) FROM appended) AS appended
         """
     )
 )

@@ -15,6 +15,8 @@ class Settings(ServiceSettings):
     heartbeat_seconds: float = 15.0
     sse_retry_ms: int = 3000
     poll_interval_seconds: float = 1.0
+    # Core NATS: when set, events arrive from the bus (the log is read only to repair gaps).
+    nats_url: str | None = None
     # Per connection: events waiting to be written. A client further behind is cut off
     # (it resumes from its last event id, losing nothing).
     queue_limit: int = 1000

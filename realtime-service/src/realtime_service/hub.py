@@ -1,11 +1,18 @@
-"""The process's one reader of the outbox and its fan-out to connections.
+"""The process's one follower of the event log and its fan-out to connections.
 
-One dedicated connection LISTENs for wake-ups (`api_events` from api-service, and
-`realtime_messages` for ephemeral messages between replicas). Each wake-up, and a poll every
-`poll_interval_seconds` (notifications are lost while the LISTEN connection is down), runs one
-query `id > cursor` however many clients there are; each event is then handed to the
-subscribers of its channel. Ids increase in commit order (see api_service.outbox), so the
-cursor never skips an event.
+The log's ids are dense and only ever appended in order (api-service's sequencer), so the
+hub's `cursor` is exact: every event up to it has been dispatched, and the next is cursor + 1.
+Events reach it one of two ways:
+- PostgreSQL only (the default): one dedicated connection LISTENs for `api_events`, one
+  notification per batch the sequencer commits. Each wake-up, and a poll every
+  `poll_interval_seconds` (notifications are lost while the LISTEN connection is down), runs
+  one query `id > cursor` however many clients there are.
+- NATS (`NATS_URL` set): batches arrive on the bus (realtime_service.bus) and are dispatched
+  in id order; the log is read only to repair a gap (an id that should have arrived and did
+  not, found from the next message or the sequencer's head heartbeat), after a bus reconnect,
+  and at start. So in steady state the database's reads do not grow with the number of nodes.
+Either way, each event is handed to the subscribers of its channel. The LISTEN connection
+also carries `realtime_messages`, ephemeral messages between replicas.
 """
 
 import asyncio
@@ -19,7 +26,9 @@ from typing import Any
 
 import asyncpg
 
+from realtime_service.bus import BatchPart, BusItem, EventBus, Head, Reconnected
 from realtime_service.events import Ephemeral, LogEvent
+from realtime_service.metrics import GAP_REPAIRS, LOG_QUERIES
 from servicekit.db import Database
 
 logger = logging.getLogger(__name__)
@@ -32,6 +41,12 @@ _SELECT_AFTER = (
     "SELECT id, channel, type, data::text AS data_json, actor_id, created_at"
     " FROM api.events WHERE id > $1 ORDER BY id LIMIT $2"
 )
+_SELECT_RANGE = (
+    "SELECT id, channel, type, data::text AS data_json, actor_id, created_at"
+    " FROM api.events WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3"
+)
+_SELECT_HEAD = "SELECT sequenced_through FROM api.sequencer_lease"
+_END_OF_LOG = 2**63 - 1
 _SELECT_REPLAY = (
     "SELECT id, channel, type, data::text AS data_json, actor_id, created_at"
     " FROM api.events WHERE channel = ANY($1) AND id > $2 AND id <= $3 ORDER BY id LIMIT $4"
@@ -99,9 +114,12 @@ class Subscriber:
 
 
 class Hub:
-    def __init__(self, dsn: str, poll_interval: float) -> None:
+    def __init__(self, dsn: str, poll_interval: float, nats_url: str | None = None) -> None:
         self._dsn = dsn
         self._poll_interval = poll_interval
+        self._bus_items: asyncio.Queue[BusItem] = asyncio.Queue()
+        self._bus = EventBus(nats_url, self._bus_items.put_nowait) if nats_url else None
+        self._pending: dict[int, LogEvent] = {}
         self.cursor = 0
         self.subscribers: set[Subscriber] = set()
         self._by_channel: dict[str, set[Subscriber]] = defaultdict(set)
@@ -112,16 +130,23 @@ class Hub:
 
     async def start(self) -> None:
         self._reader = await asyncpg.connect(self._dsn)
-        self.cursor = await self._reader.fetchval("SELECT coalesce(max(id), 0) FROM api.events")
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="hub-listen"),
-            asyncio.create_task(self._tail(), name="hub-tail"),
-        ]
+        self.cursor = await self._reader.fetchval(_SELECT_HEAD)
+        LOG_QUERIES.labels(purpose="start").inc()
+        self._tasks = [asyncio.create_task(self._listen(), name="hub-listen")]
+        if self._bus is None:
+            self._tasks.append(asyncio.create_task(self._tail(), name="hub-tail"))
+        else:
+            self._tasks += [
+                asyncio.create_task(self._bus.run(), name="hub-bus"),
+                asyncio.create_task(self._follow_bus(), name="hub-follow-bus"),
+            ]
 
     async def ensure_listening(self) -> None:
-        """A readiness check: raises while the LISTEN connection is down."""
+        """A readiness check: raises while the LISTEN connection (or the bus) is down."""
         if not self.listening:
             raise RuntimeError("not listening for outbox notifications")
+        if self._bus is not None and not self._bus.connected:
+            raise RuntimeError("not connected to the event bus")
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -129,6 +154,8 @@ class Hub:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._bus is not None:
+            await self._bus.close()
         if self._reader is not None:
             await self._reader.close()
 
@@ -171,6 +198,7 @@ class Hub:
         while True:
             async with database.acquire() as connection:
                 rows = await connection.fetch(_SELECT_REPLAY, channels, after, through, _BATCH)
+            LOG_QUERIES.labels(purpose="replay").inc()
             if rows:
                 yield [LogEvent.from_row(**row) for row in rows]
             if len(rows) < _BATCH:
@@ -230,11 +258,63 @@ class Hub:
         assert self._reader is not None
         while True:
             rows = await self._reader.fetch(_SELECT_AFTER, self.cursor, _BATCH)
+            LOG_QUERIES.labels(purpose="tail").inc()
             for row in rows:
                 self._dispatch(LogEvent.from_row(**row))
                 self.cursor = row["id"]
             if len(rows) < _BATCH:
                 return
+
+    # Following the bus.
+
+    async def _follow_bus(self) -> None:
+        while True:
+            item = await self._bus_items.get()
+            try:
+                await self._handle(item)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # What could not be repaired now is repaired on the next head heartbeat.
+                logger.warning("log repair failed", extra={"err": repr(exc)})
+                await self._reconnect_reader()
+
+    async def _handle(self, item: BusItem) -> None:
+        if isinstance(item, BatchPart):
+            for event in item.events:
+                if event.id > self.cursor:
+                    self._pending[event.id] = event
+            self._advance()
+            # Batches are published whole and in order: ids before this batch that have not
+            # arrived by now were lost.
+            if item.first > self.cursor + 1:
+                await self._repair(item.first - 1, "gap")
+        elif isinstance(item, Head):
+            self._advance()
+            if item.through > self.cursor:
+                await self._repair(item.through, "head")
+        elif isinstance(item, Reconnected):
+            await self._repair(_END_OF_LOG, "reconnect")
+
+    def _advance(self) -> None:
+        """Dispatch the pending events that continue the cursor without a gap."""
+        while (event := self._pending.pop(self.cursor + 1, None)) is not None:
+            self._dispatch(event)
+            self.cursor = event.id
+
+    async def _repair(self, through: int, reason: str) -> None:
+        """Read (cursor, through] from the log and dispatch it, then carry on from pending."""
+        assert self._reader is not None
+        GAP_REPAIRS.labels(reason=reason).inc()
+        while self.cursor < through:
+            rows = await self._reader.fetch(_SELECT_RANGE, self.cursor, through, _BATCH)
+            LOG_QUERIES.labels(purpose="repair").inc()
+            for row in rows:
+                self._dispatch(LogEvent.from_row(**row))
+                self.cursor = row["id"]
+            if len(rows) < _BATCH:
+                break
+        for stale in [i for i in self._pending if i <= self.cursor]:
+            del self._pending[stale]
+        self._advance()
 
     async def _reconnect_reader(self) -> None:
         if self._reader is not None:
@@ -254,7 +334,8 @@ class Hub:
             connection: asyncpg.Connection | None = None
             try:
                 connection = await asyncpg.connect(self._dsn)
-                await connection.add_listener(EVENTS_CHANNEL, on_event)
+                if self._bus is None:
+                    await connection.add_listener(EVENTS_CHANNEL, on_event)
                 await connection.add_listener(MESSAGES_CHANNEL, on_message)
                 self.listening = True
                 # Anything committed while we were not listening is found by reading now.

@@ -55,7 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings)
-        hub = Hub(asyncpg_dsn(settings.database_url), settings.poll_interval_seconds)
+        hub = Hub(
+            asyncpg_dsn(settings.database_url), settings.poll_interval_seconds, settings.nats_url
+        )
         await hub.start()
         health: Health = app.state.health
         async with httpx.AsyncClient() as http:

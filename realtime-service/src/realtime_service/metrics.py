@@ -15,6 +15,20 @@ DISCONNECTS = Counter(
     "realtime_disconnects", "Connections ended by the server, by close code", ["transport", "code"]
 )
 REPLAYS = Counter("realtime_replays", "Resumptions from a last event id", ["result"])
+GAP_REPAIRS = Counter(
+    "realtime_gap_repairs",
+    "Reads of missing events from the log while following the bus, by what revealed the gap",
+    ["reason"],
+)
+BUS_CONNECTED = Gauge("realtime_bus_connected", "1 while connected to NATS (0 without NATS)")
+LOG_QUERIES = Counter(
+    "realtime_log_queries", "Queries of the event log by this process, by purpose", ["purpose"]
+)
+
+# gap: a bus message skipped ids; head: the sequencer's head was past what arrived (the end of
+# a burst was lost); reconnect: the bus connection came back.
+GAP_REASONS = ("gap", "head", "reconnect")
+LOG_QUERY_PURPOSES = ("start", "tail", "repair", "replay")
 
 # The close codes of DESIGN §7 that the server sends (SSE uses the same codes in `disconnect`).
 SERVER_CLOSE_CODES = {
@@ -30,3 +44,7 @@ for transport in TRANSPORTS:
         DISCONNECTS.labels(transport=transport, code=str(code))
 for result in ("ok", "reset"):
     REPLAYS.labels(result=result)
+for reason in GAP_REASONS:
+    GAP_REPAIRS.labels(reason=reason)
+for purpose in LOG_QUERY_PURPOSES:
+    LOG_QUERIES.labels(purpose=purpose)

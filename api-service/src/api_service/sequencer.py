@@ -1,0 +1,275 @@
+"""The event sequencer: moves settled inbox rows into the log `api.events`, numbering them.
+
+One api replica at a time sequences, the holder of the lease row `api.sequencer_lease`
+(`holder`, `epoch`, `expires_at`). A replica takes the lease when it has expired, with a new
+epoch; the holder renews it well before it runs out and gives it up when it cannot.
+
+Fencing: every batch is one transaction whose first statement renews the lease only if this
+replica still holds it (same holder and epoch, not expired). That statement locks the lease
+row until the batch commits, so no other replica can take the lease while a batch is in
+flight, and a replica that was paused or cut off past its lease finds another holder or epoch
+and moves nothing: its late batch is refused. A replica stalled inside a batch is ended by
+PostgreSQL (`idle_in_transaction_session_timeout`), which releases the lock.
+
+Settled rows: an inbox row is settled when its transaction id is below
+`pg_snapshot_xmin(pg_current_snapshot())`, i.e. every transaction that could still insert a row
+with a smaller id has ended. A transaction gets its id at its first write, so later writers
+always have larger ids. Settled rows are moved in (xid, seq) order, the ids continue densely
+from `sequenced_through` (kept on the lease row, so the fence lock also guards it), and the
+rows are deleted from the inbox in the same transaction. A long-running transaction (anywhere
+in the cluster, once it has written) holds every later row back: `api_outbox_sequencer_lag_seconds`.
+
+After each committed batch the sequencer signals it: one `pg_notify` in the batch
+transaction, or, with NATS, a publish of the batch once it has committed (see `BatchBus`).
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import Protocol
+
+import asyncpg
+from prometheus_client import Counter, Gauge
+
+from api_service.config import Settings
+
+logger = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "api_events"
+"""PostgreSQL NOTIFY channel: one notification per committed batch, its highest event id."""
+
+INBOX_ROWS = Gauge("api_outbox_inbox_rows", "Events written but not yet in the log (on the leader)")
+SEQUENCER_LAG = Gauge(
+    "api_outbox_sequencer_lag_seconds",
+    "Age of the oldest event still in the inbox (on the leader; 0 elsewhere)",
+)
+BATCHES = Counter("api_outbox_batches", "Batches the sequencer committed to the log")
+SEQUENCED = Counter("api_outbox_sequenced_events", "Events the sequencer moved into the log")
+LEADER = Gauge("api_outbox_sequencer_leader", "1 while this replica holds the sequencer lease")
+REFUSED = Counter(
+    "api_outbox_refused_batches", "Batches not committed because the lease was lost (fencing)"
+)
+
+_ACQUIRE = """
+    UPDATE api.sequencer_lease
+    SET holder = $1, epoch = epoch + 1, expires_at = clock_timestamp() + make_interval(secs => $2)
+    WHERE expires_at < clock_timestamp()
+    RETURNING epoch, sequenced_through
+"""
+# The fence: succeeds only for the current holder of an unexpired lease, and locks the row.
+_RENEW = """
+    UPDATE api.sequencer_lease SET expires_at = clock_timestamp() + make_interval(secs => $3)
+    WHERE holder = $1 AND epoch = $2 AND expires_at > clock_timestamp()
+    RETURNING sequenced_through
+"""
+_RELEASE = """
+    UPDATE api.sequencer_lease SET expires_at = '-infinity'
+    WHERE holder = $1 AND epoch = $2
+"""
+_SETTLED = "xid < pg_snapshot_xmin(pg_current_snapshot())"
+_HAS_SETTLED = f"SELECT EXISTS (SELECT FROM api.event_inbox WHERE {_SETTLED})"
+_BACKLOG = """
+    SELECT count(*) AS rows,
+        coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8 AS lag
+    FROM api.event_inbox
+"""
+
+
+def _moving_settled(final_select: str) -> str:
+    """The batch statement: the oldest settled inbox rows (at most $1) deleted from the inbox,
+    numbered from `sequenced_through` in (xid, seq) order, inserted into the log, and the
+    counter advanced; then `final_select` over the CTE `logged`. Run after the fence, in its
+    transaction: the statement's snapshot is taken with the lease row locked."""
+    return f"""
+        WITH settled AS (
+            SELECT xid, seq FROM api.event_inbox WHERE {_SETTLED} ORDER BY xid, seq LIMIT $1
+        ),
+        moved AS (
+            DELETE FROM api.event_inbox AS i USING settled AS s
+            WHERE i.xid = s.xid AND i.seq = s.seq
+            RETURNING i.xid, i.seq, i.channel, i.type, i.data, i.actor_id, i.created_at
+        ),
+        logged AS (
+            INSERT INTO api.events (id, channel, type, data, actor_id, created_at)
+            SELECT lease.sequenced_through + row_number() OVER (ORDER BY m.xid, m.seq),
+                m.channel, m.type, m.data, m.actor_id, m.created_at
+            FROM moved AS m, api.sequencer_lease AS lease
+            RETURNING id, channel, type, data, actor_id, created_at
+        ),
+        advanced AS (
+            UPDATE api.sequencer_lease SET sequenced_through = (SELECT max(id) FROM logged)
+            WHERE EXISTS (SELECT FROM logged)
+        )
+        {final_select}
+    """
+
+
+_MOVE_AND_NOTIFY = _moving_settled(
+    f"SELECT count(*) AS moved, max(id) AS through, pg_notify('{NOTIFY_CHANNEL}', max(id)::text)"
+    " FROM logged HAVING count(*) > 0"
+)
+_MOVE_AND_RETURN = _moving_settled(
+    "SELECT id, channel, type, data::text AS data_json, actor_id, created_at"
+    " FROM logged ORDER BY id"
+)
+
+
+class BatchBus(Protocol):
+    """Where committed batches are published (NATS), instead of a NOTIFY per batch."""
+
+    async def publish_batch(self, events: list[asyncpg.Record]) -> None: ...
+
+    async def publish_head(self, through: int) -> None: ...
+
+
+class Sequencer:
+    def __init__(self, dsn: str, settings: Settings, bus: BatchBus | None = None) -> None:
+        self._dsn = dsn
+        self._lease = settings.sequencer_lease_seconds
+        self._batch_size = settings.sequencer_batch_size
+        self._poll_min = settings.sequencer_poll_min_seconds
+        self._poll_max = settings.sequencer_poll_max_seconds
+        self._bus = bus
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.epoch: int | None = None
+        self.sequenced_through = 0
+        self._connection: asyncpg.Connection | None = None
+
+    async def run(self) -> None:
+        """Sequence while holding the lease, try to take it otherwise; until cancelled."""
+        try:
+            while True:
+                try:
+                    await self._run_connected()
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    logger.warning("sequencer connection failed", extra={"err": repr(exc)})
+                    self._step_down()
+                    await self._close()
+                    await asyncio.sleep(min(1.0, self._lease / 3))
+        finally:
+            await self._release()
+
+    async def _run_connected(self) -> None:
+        timeout_ms = str(int(max(self._lease / 2, 0.5) * 1000))
+        self._connection = await asyncpg.connect(
+            self._dsn,
+            server_settings={
+                # A replica stalled inside a batch (paused, partitioned) is cut off by the
+                # server, which releases the lease lock it holds, well within a lease.
+                "idle_in_transaction_session_timeout": timeout_ms,
+                "lock_timeout": timeout_ms,
+                "application_name": "api-sequencer",
+            },
+        )
+        idle = self._poll_min
+        next_renewal = next_report = 0.0
+        while True:
+            now = time.monotonic()
+            if self.epoch is None:
+                if not await self._acquire():
+                    self._set_backlog(0, 0.0)
+                    await asyncio.sleep(self._lease / 3)
+                    continue
+                next_renewal = now + self._lease / 3
+            if now >= next_report:
+                await self._report_backlog()
+                next_report = now + 1.0
+            moved = 0
+            if await self._connection.fetchval(_HAS_SETTLED):
+                # Each batch renews the lease (its fence); a replica resumed after a pause
+                # gets here first, and its batch is refused if the lease moved on.
+                moved = await self._move_batch()
+                next_renewal = time.monotonic() + self._lease / 3
+            elif now >= next_renewal:
+                if not await self._renew():
+                    continue
+                next_renewal = now + self._lease / 3
+            if self.epoch is None:
+                continue
+            if moved >= self._batch_size:
+                continue
+            idle = self._poll_min if moved else min(idle * 2, self._poll_max)
+            await asyncio.sleep(idle)
+
+    async def _acquire(self) -> bool:
+        assert self._connection is not None
+        try:
+            row = await self._connection.fetchrow(_ACQUIRE, self.holder, self._lease)
+        except asyncpg.LockNotAvailableError:
+            return False  # the holder is inside a batch: its lease is alive
+        if row is None:
+            return False
+        self.epoch, self.sequenced_through = row["epoch"], row["sequenced_through"]
+        LEADER.set(1)
+        logger.info("sequencer lease acquired", extra={"epoch": self.epoch})
+        if self._bus is not None:
+            await self._bus.publish_head(self.sequenced_through)
+        return True
+
+    async def _renew(self) -> bool:
+        assert self._connection is not None
+        through = await self._connection.fetchval(_RENEW, self.holder, self.epoch, self._lease)
+        if through is None:
+            self._step_down()
+            return False
+        if self._bus is not None:
+            await self._bus.publish_head(through)
+        return True
+
+    async def _move_batch(self) -> int:
+        """One fenced batch; the number of events moved (0 when the lease was lost)."""
+        assert self._connection is not None
+        async with self._connection.transaction():
+            fence = await self._connection.fetchval(_RENEW, self.holder, self.epoch, self._lease)
+            if fence is None:
+                REFUSED.inc()
+                logger.warning("sequencer batch refused: the lease was lost")
+                self._step_down()
+                return 0
+            if self._bus is None:
+                row = await self._connection.fetchrow(_MOVE_AND_NOTIFY, self._batch_size)
+                moved, through, events = (row["moved"], row["through"], []) if row else (0, 0, [])
+            else:
+                events = await self._connection.fetch(_MOVE_AND_RETURN, self._batch_size)
+                moved, through = len(events), events[-1]["id"] if events else 0
+        if moved:
+            self.sequenced_through = through
+            BATCHES.inc()
+            SEQUENCED.inc(moved)
+            if self._bus is not None:
+                await self._bus.publish_batch(events)
+        return int(moved)
+
+    async def _report_backlog(self) -> None:
+        assert self._connection is not None
+        row = await self._connection.fetchrow(_BACKLOG)
+        assert row is not None
+        self._set_backlog(row["rows"], row["lag"])
+
+    def _set_backlog(self, rows: int, lag: float) -> None:
+        INBOX_ROWS.set(rows)
+        SEQUENCER_LAG.set(lag)
+
+    def _step_down(self) -> None:
+        if self.epoch is not None:
+            logger.warning("sequencer lease lost", extra={"epoch": self.epoch})
+        self.epoch = None
+        LEADER.set(0)
+        self._set_backlog(0, 0.0)
+
+    async def _release(self) -> None:
+        """Give the lease up at shutdown, so another replica takes over at once."""
+        if self._connection is not None and self.epoch is not None:
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await self._connection.execute(_RELEASE, self.holder, self.epoch)
+        self._step_down()
+        await self._close()
+
+    async def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.terminate()
+            self._connection = None
