@@ -18,6 +18,15 @@ class Settings(ServiceSettings):
     key_retirement_grace_seconds: int = 3600
     # Concurrent argon2 hashes; each takes 64 MiB and a core for ~50 ms.
     password_hash_concurrency: int = 2
+    # Per-account login throttling: this many failures for one email within the window lock
+    # it out for the base time, doubling with each lockout up to the cap. State is in
+    # PostgreSQL, so it holds across replicas; a successful login clears it.
+    login_max_failures: int = 5
+    login_failure_window_seconds: int = 15 * 60
+    login_lockout_base_seconds: int = 60
+    login_lockout_cap_seconds: int = 15 * 60
+    # Members by email: lookups per user per minute.
+    lookups_per_minute: int = 30
 
     def configured_signing_key(self) -> str | None:
         if self.signing_key_file is not None:

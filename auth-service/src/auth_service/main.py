@@ -3,7 +3,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from auth_service import routes
+from auth_service import account_routes, routes
 from auth_service.config import Settings
 from auth_service.keys import SigningKeys
 from auth_service.passwords import PasswordHasher
@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Registration, OAuth2 password login, rotating refresh tokens, JWKS.",
         prefix="/auth",
         settings=settings,
-        routers=[routes.router, routes.token_router],
+        routers=[routes.router, routes.token_router, account_routes.router],
         lifespan=lifespan,
     )
 

@@ -8,7 +8,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from auth_service.dependencies import AuthServiceDep
-from auth_service.errors import OAuthError, invalid_request
+from auth_service.errors import LoginThrottled, OAuthError, invalid_request
 from auth_service.schemas import (
     JwksResponse,
     LogoutRequest,
@@ -33,6 +33,12 @@ class OAuthErrorRoute(APIRoute):
         async def handle_with_oauth_errors(request: Request) -> Response:
             try:
                 return await handle(request)
+            except LoginThrottled as exc:
+                return JSONResponse(
+                    {"error": exc.error, "error_description": exc.description},
+                    status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+                    headers={**NO_STORE, "Retry-After": str(exc.retry_after)},
+                )
             except OAuthError as exc:
                 error, description = exc.error, exc.description
             except RequestValidationError:
@@ -64,7 +70,10 @@ async def register(body: RegisterRequest, auth: AuthServiceDep) -> Any:
 @token_router.post(
     "/token",
     response_model=TokenResponse,
-    responses={400: {"description": "RFC 6749 §5.2 error body"}},
+    responses={
+        400: {"description": "RFC 6749 §5.2 error body"},
+        429: {"description": "Too many failed attempts for this email; see Retry-After"},
+    },
 )
 async def token(
     response: Response,
