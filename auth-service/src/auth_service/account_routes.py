@@ -3,18 +3,22 @@
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from auth_service import administration
+from auth_service import administration, lifecycle
 from auth_service.dependencies import AuthServiceDep
 from auth_service.errors import TooManyRequests
+from auth_service.mail import MailRequest
 from auth_service.models import User
 from auth_service.schemas import (
     AdminUserUpdate,
+    ForgotPasswordRequest,
     MemberOut,
     OpenIdConfiguration,
+    ResetPasswordRequest,
     UserOut,
     UserPageOut,
+    VerifyEmailRequest,
 )
 from auth_service.throttle import spend_lookup
 from servicekit.db import SessionDep
@@ -106,3 +110,44 @@ async def openid_configuration(request: Request) -> OpenIdConfiguration:
         scopes_supported=[],
         claims_supported=["iss", "sub", "aud", "exp", "iat", "jti", "sid"],
     )
+
+
+@router.post(
+    "/email/verify-request",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_class=Response,
+    responses={401: ERROR},
+)
+async def request_verification(
+    user_id: CurrentUserId, auth: AuthServiceDep, request: Request
+) -> Response:
+    """Mails a verification link (one-time, 24 h) unless the address is verified already."""
+    user = await auth.get_user(user_id)
+    request.app.state.mailer.submit(MailRequest(lifecycle.VERIFY, user_id=user.id))
+    return Response(status_code=status.HTTP_202_ACCEPTED)
+
+
+@router.post("/email/verify", response_model=UserOut, responses={400: ERROR})
+async def verify_email(body: VerifyEmailRequest, session: SessionDep) -> Any:
+    return await lifecycle.verify_email(session, body.token)
+
+
+@router.post("/password/forgot", status_code=status.HTTP_202_ACCEPTED, response_class=Response)
+async def forgot_password(body: ForgotPasswordRequest, request: Request) -> Response:
+    """202 whatever the email: the account is looked up by a mail worker after the answer,
+    so the answer's content and timing say nothing about it. Sends a reset link (one-time,
+    30 min) when the email has an active account."""
+    request.app.state.mailer.submit(MailRequest(lifecycle.RESET, email=str(body.email)))
+    return Response(status_code=status.HTTP_202_ACCEPTED)
+
+
+@router.post(
+    "/password/reset",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={400: ERROR},
+)
+async def reset_password(body: ResetPasswordRequest, auth: AuthServiceDep) -> Response:
+    """Sets the password (registration's rules) and ends every session of the account."""
+    await lifecycle.reset_password(auth, body.token, body.password)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -44,7 +44,7 @@ class CannotChangeOwnAccount(Conflict):
 
 class InvalidActionToken(ServiceError):
     status_code = 400
-    error = "invalid_token"
+    error = "invalid_link"
     default_detail = "The link is invalid, expired or already used"
 
 

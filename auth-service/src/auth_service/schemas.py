@@ -82,3 +82,19 @@ class OpenIdConfiguration(BaseModel):
     token_endpoint_auth_methods_supported: list[str]
     scopes_supported: list[str]
     claims_supported: list[str]
+
+
+OneTimeToken = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class VerifyEmailRequest(StrictModel):
+    token: OneTimeToken
+
+
+class ForgotPasswordRequest(StrictModel):
+    email: Email
+
+
+class ResetPasswordRequest(StrictModel):
+    token: OneTimeToken
+    password: Password
