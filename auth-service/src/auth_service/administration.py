@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from auth_service.errors import CannotChangeOwnAccount
 from auth_service.models import LoginSession, User
+from auth_service.revocation_events import DEACTIVATED, REACTIVATED, append_revocation
 from auth_service.schemas import AdminUserUpdate
 from auth_service.service import AuthService
 from servicekit.errors import Forbidden, NotFound, ServiceError
@@ -83,6 +84,8 @@ async def update_user(
         user.is_active = change.is_active
         if not change.is_active:
             await auth.revoke_sessions(LoginSession.user_id == user.id, reason="deactivated")
+        event = REACTIVATED if change.is_active else DEACTIVATED
+        await append_revocation(auth.session, event, user.id, admin.id)
     user.updated_at = func.now()
     await auth.session.flush()
     await auth.session.refresh(user)

@@ -15,6 +15,7 @@ from auth_service.config import Settings
 from auth_service.errors import InvalidActionToken
 from auth_service.mail import Mail, MailRequest
 from auth_service.models import ActionToken, LoginSession, User
+from auth_service.revocation_events import SESSIONS_REVOKED, append_revocation
 from auth_service.service import AuthService
 from auth_service.throttle import email_key
 
@@ -108,6 +109,7 @@ async def reset_password(auth: AuthService, token: str, password: str) -> uuid.U
     user.password_hash = await auth.passwords.hash(password)
     user.updated_at = datetime.now(UTC)
     await auth.revoke_sessions(LoginSession.user_id == user.id, reason="password_reset")
+    await append_revocation(auth.session, SESSIONS_REVOKED, user.id, user.id)
     await auth.session.execute(
         update(ActionToken)
         .where(
