@@ -1,4 +1,5 @@
 import asyncio
+import base64
 import os
 import sys
 
@@ -119,11 +120,13 @@ async def test_admin_pages_users_by_email_prefix(
         if cursor is None:
             break
     assert seen == emails
-    bad = await client.get(
-        "/auth/admin/users", params={"cursor": "%%%"}, headers=bearer(admin["access_token"])
-    )
-    assert bad.status_code == 400
-    assert bad.json()["error"] == "invalid_cursor"
+    nul_cursor = base64.urlsafe_b64encode(b"a\x00b").decode()
+    for cursor in ("%%%", nul_cursor, base64.urlsafe_b64encode(b"\xff\xfe").decode()):
+        bad = await client.get(
+            "/auth/admin/users", params={"cursor": cursor}, headers=bearer(admin["access_token"])
+        )
+        assert bad.status_code == 400, bad.text
+        assert bad.json()["error"] == "invalid_cursor"
 
 
 async def test_deactivation_ends_sessions_and_blocks_login_until_reactivated(

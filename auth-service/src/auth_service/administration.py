@@ -14,6 +14,7 @@ from auth_service.revocation_events import DEACTIVATED, REACTIVATED, append_revo
 from auth_service.schemas import AdminUserUpdate
 from auth_service.service import AuthService
 from servicekit.errors import Forbidden, NotFound, ServiceError
+from servicekit.schemas import storable_text
 
 
 class InvalidCursor(ServiceError):
@@ -35,7 +36,8 @@ def encode_cursor(email: str) -> str:
 def decode_cursor(cursor: str) -> str:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+        # Decoded bytes are the client's: they could hold NUL, which PostgreSQL cannot compare.
+        return storable_text(base64.b64decode(padded, altchars=b"-_", validate=True).decode())
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidCursor() from exc
 
