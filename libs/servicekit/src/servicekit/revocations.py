@@ -143,6 +143,8 @@ async def follow_revocations(database: Database, revoked: RevokedUsers, interval
                     cursor = await load_revocations(connection, revoked)
                 else:
                     cursor = await read_revocations(connection, revoked, cursor)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except Exception as exc:
+            # Whatever went wrong (an outage, most likely), the loop must go on: a follower
+            # that stopped would silently let revoked users back in.
             logger.warning("reading revocations failed", extra={"err": repr(exc)})
         await asyncio.sleep(interval)
