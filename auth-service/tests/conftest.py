@@ -13,12 +13,15 @@ from auth_service.main import create_app
 from servicekit.testing import asgi_client, fresh_database
 
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
+# Deactivation and reset append events to api-service's inbox (the log's entry), so the test
+# database has api's schema too, as the stack's does.
+API_MIGRATIONS = Path(__file__).parents[2] / "api-service" / "migrations"
 PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="session")
 async def database_url() -> AsyncIterator[str]:
-    async with fresh_database("auth", [MIGRATIONS]) as url:
+    async with fresh_database("auth", [MIGRATIONS, API_MIGRATIONS]) as url:
         yield url
 
 

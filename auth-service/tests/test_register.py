@@ -14,7 +14,15 @@ async def test_register_returns_the_user(client: httpx.AsyncClient) -> None:
     )
     assert response.status_code == 201
     user = response.json()
-    assert set(user) == {"id", "email", "display_name", "created_at"}
+    assert set(user) == {
+        "id",
+        "email",
+        "display_name",
+        "email_verified",
+        "is_admin",
+        "is_active",
+        "created_at",
+    }
     assert user["email"] == email
     assert user["display_name"] == "Ada Lovelace"
 

@@ -164,6 +164,30 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                     ),
                 ),
             ),
+            Panel(
+                "Logins throttled",
+                "Password grants refused with 429: an account locked after repeated failures.",
+                "reqps",
+                ((f'sum(rate(auth_logins_total{{outcome="throttled"}}[{R}]))', "throttled"),),
+            ),
+            Panel(
+                "Emails by kind and outcome",
+                "Verification and reset messages: sent, failed after retries, dropped (queue "
+                "full), disabled (no SMTP_HOST).",
+                "short",
+                (
+                    (
+                        f"sum by (kind, outcome) (increase(auth_emails_sent_total[{R}]))",
+                        "{{kind}} {{outcome}}",
+                    ),
+                ),
+            ),
+            Panel(
+                "Password resets",
+                "Passwords set from a reset link (each ends every session of its account).",
+                "short",
+                ((f"sum(increase(auth_password_resets_total[{R}]))", "resets"),),
+            ),
         ],
     ),
     "realtime": (

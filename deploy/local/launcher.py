@@ -11,7 +11,9 @@ STACK_RUN_DIR (var/stack). STACK_MONITORING=1 also starts Prometheus (PROMETHEUS
 and the nginx and PostgreSQL exporters (NGINX_EXPORTER_PORT 9113, POSTGRES_EXPORTER_PORT 9187);
 the default starts them when they are installed. STACK_NATS=1 also starts a nats-server
 (Debian's `nats-server` package) on 127.0.0.1:NATS_PORT (4222) and gives api and realtime its
-NATS_URL; without it events are signalled through PostgreSQL alone.
+NATS_URL; without it events are signalled through PostgreSQL alone. Without SMTP_HOST, a local
+mail catcher (deploy/local/mailcatcher.py, on MAIL_CATCHER_PORT, default a free port) saves
+every message auth-service sends as an .eml file under STACK_RUN_DIR/mail/.
 """
 
 import argparse
@@ -21,6 +23,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -88,6 +91,8 @@ class StackConfig:
     postgres_exporter_port: int = 9187
     nats: bool = False
     nats_port: int = 4222
+    # The development mail catcher's port (0: a free one); not started when SMTP_HOST is set.
+    mail_catcher_port: int = 0
     # Production-like by default; the live observability test scrapes every second.
     scrape_interval: str = "15s"
 
@@ -113,6 +118,7 @@ class StackConfig:
             postgres_exporter_port=int(env.get("POSTGRES_EXPORTER_PORT", 9187)),
             nats=env.get("STACK_NATS") == "1",
             nats_port=int(env.get("NATS_PORT", 4222)),
+            mail_catcher_port=int(env.get("MAIL_CATCHER_PORT", 0)),
         )
 
     @property
@@ -166,6 +172,13 @@ def binary(name: str, package: str) -> str:
     return found
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def nginx_binary() -> str:
     return binary("nginx", "nginx-light")
 
@@ -206,7 +219,9 @@ class NativeStack:
         await migrate(MIGRATIONS, config.database_url)
         jwks = f"http://127.0.0.1:{config.auth_port}/auth/.well-known/jwks.json"
         bus_env = await self._start_nats() if config.nats else {}
-        self._service("auth", "auth_service.main:app", config.auth_port, {})
+        mail_env = {} if os.environ.get("SMTP_HOST") else await self._start_mail_catcher()
+        auth_env = {"PUBLIC_URL": config.gateway_url, **mail_env}
+        self._service("auth", "auth_service.main:app", config.auth_port, auth_env)
         await self._wait_ready(config.auth_port)
         api_env = {"JWKS_URL": jwks, **bus_env}
         self._service("api", "api_service.main:app", config.api_port, api_env)
@@ -245,6 +260,29 @@ class NativeStack:
                 continue
             writer.close()
             return {"NATS_URL": f"nats://127.0.0.1:{port}"}
+
+    async def _start_mail_catcher(self) -> dict[str, str]:
+        """The development mail catcher; the environment that points auth-service at it."""
+        port = self.config.mail_catcher_port or free_port()
+        mail_dir = self.config.run_dir / "mail"
+        catcher = ROOT / "deploy" / "local" / "mailcatcher.py"
+        command = [sys.executable, str(catcher), "--port", str(port), "--dir", str(mail_dir)]
+        self._spawn("mailcatcher", command, {})
+        await self._wait_port(port, "the mail catcher")
+        return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port)}
+
+    async def _wait_port(self, port: int, what: str) -> None:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise LauncherError(f"{what} did not listen on port {port}") from None
+                await asyncio.sleep(0.1)
+                continue
+            writer.close()
+            return
 
     async def _start_monitoring(self) -> None:
         config = self.config

@@ -16,3 +16,6 @@ class Settings(ServiceSettings):
     sequencer_poll_max_seconds: float = 0.05
     # Core NATS: when set, committed batches are published there instead of one NOTIFY each.
     nats_url: str | None = None
+    # How often the log is read for revoked users (deactivation, password reset): the most a
+    # revoked user's token keeps working here after the event reaches the log.
+    revocation_poll_seconds: float = 1.0

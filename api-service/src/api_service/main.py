@@ -16,6 +16,7 @@ from api_service.sequencer import Sequencer
 from servicekit.app import create_service_app
 from servicekit.db import Database, asyncpg_dsn
 from servicekit.jwks import KeySet, http_jwks_fetcher
+from servicekit.revocations import RevokedUsers, follow_revocations
 from servicekit.security import token_verifier_for
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with httpx.AsyncClient() as http:
             keys = KeySet(http_jwks_fetcher(settings.jwks_url, http))
             app.state.db = database
-            app.state.token_verifier = token_verifier_for(settings, keys)
+            revoked = RevokedUsers(settings.revocation_window_seconds)
+            app.state.token_verifier = token_verifier_for(settings, keys, revoked)
             app.state.health.add_check("database", database.check)
             app.state.health.add_check("jwks", keys.ensure_loaded)
             bus = NatsBatchBus(settings.nats_url) if settings.nats_url else None
@@ -52,6 +54,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             background = [
                 asyncio.create_task(prune_events_periodically(database, settings)),
                 asyncio.create_task(sequencer.run(), name="sequencer"),
+                asyncio.create_task(
+                    follow_revocations(database, revoked, settings.revocation_poll_seconds),
+                    name="revocations",
+                ),
             ]
             try:
                 yield

@@ -18,10 +18,48 @@ class Settings(ServiceSettings):
     key_retirement_grace_seconds: int = 3600
     # Concurrent argon2 hashes; each takes 64 MiB and a core for ~50 ms.
     password_hash_concurrency: int = 2
+    # Per-account login throttling: this many failures for one email within the window lock
+    # it out for the base time, doubling with each lockout up to the cap. State is in
+    # PostgreSQL, so it holds across replicas; a successful login clears it.
+    login_max_failures: int = 5
+    login_failure_window_seconds: int = 15 * 60
+    login_lockout_base_seconds: int = 60
+    login_lockout_cap_seconds: int = 15 * 60
+    # Members by email: lookups per user per minute.
+    lookups_per_minute: int = 30
+    # Mail (verification and password reset). Without SMTP_HOST nothing is sent; the native
+    # launcher starts a local mail catcher and sets it.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "stack <no-reply@localhost>"
+    smtp_starttls: bool = False  # STARTTLS after connecting (port 587)
+    smtp_tls: bool = False  # TLS from the first byte (port 465)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_password_file: Path | None = None
+    smtp_timeout_seconds: float = 10.0
+    mail_workers: int = 2
+    mail_queue_size: int = 1000
+    mail_attempts: int = 4
+    mail_retry_base_seconds: float = 2.0
+    # Links in mail point at the demo page, which reads the token from the URL fragment (a
+    # fragment never reaches a server, so no log holds it).
+    public_url: str = "http://127.0.0.1:8080"
+    verify_token_ttl_seconds: int = 24 * 3600
+    reset_token_ttl_seconds: int = 30 * 60
+    # One message of a kind per account per this interval, however often it is asked for.
+    mail_cooldown_seconds: int = 60
 
     def configured_signing_key(self) -> str | None:
         if self.signing_key_file is not None:
             return self.signing_key_file.read_text()
         if self.signing_key_pem is not None:
             return self.signing_key_pem.get_secret_value()
+        return None
+
+    def smtp_password_value(self) -> str | None:
+        if self.smtp_password_file is not None:
+            return self.smtp_password_file.read_text().strip()
+        if self.smtp_password is not None:
+            return self.smtp_password.get_secret_value()
         return None

@@ -1,11 +1,14 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
-from auth_service import routes
+from auth_service import account_routes, routes
 from auth_service.config import Settings
 from auth_service.keys import SigningKeys
+from auth_service.lifecycle import prepare_mail
+from auth_service.mail import Mailer
 from auth_service.passwords import PasswordHasher
 from servicekit.app import create_service_app
 from servicekit.db import Database
@@ -23,6 +26,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = database
         app.state.signing_keys = signing_keys
         app.state.passwords = PasswordHasher(settings.password_hash_concurrency)
+        mailer = Mailer(settings, partial(prepare_mail, database.sessionmaker, settings))
+        mailer.start()
+        app.state.mailer = mailer
         # auth-service verifies its own tokens from the database's key set, not over HTTP.
         app.state.token_verifier = token_verifier_for(settings, signing_keys.keyset)
         app.state.health.add_check("database", database.check)
@@ -30,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await mailer.stop()
             await database.dispose()
 
     return create_service_app(
@@ -37,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Registration, OAuth2 password login, rotating refresh tokens, JWKS.",
         prefix="/auth",
         settings=settings,
-        routers=[routes.router, routes.token_router],
+        routers=[routes.router, routes.token_router, account_routes.router],
         lifespan=lifespan,
     )
 

@@ -8,7 +8,15 @@ REFRESH_REUSE_DETECTED = Counter(
 )
 
 # Every series exists from the start, so ratios over them never come out empty.
-for outcome in ("success", "invalid_credentials"):
+EMAILS_SENT = Counter(
+    "auth_emails_sent", "Verification and reset messages by kind and outcome", ["kind", "outcome"]
+)
+PASSWORD_RESETS = Counter("auth_password_resets", "Passwords set from a reset link")
+
+for outcome in ("success", "invalid_credentials", "throttled", "inactive"):
     LOGINS.labels(outcome=outcome)
 for grant in ("password", "refresh_token"):
     TOKENS_ISSUED.labels(grant=grant)
+for kind in ("verify", "reset"):
+    for outcome in ("sent", "failed", "dropped", "disabled"):
+        EMAILS_SENT.labels(kind=kind, outcome=outcome)

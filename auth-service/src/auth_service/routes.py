@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from auth_service.dependencies import AuthServiceDep
-from auth_service.errors import OAuthError, invalid_request
+from auth_service.errors import LoginThrottled, OAuthError, invalid_request
 from auth_service.schemas import (
     JwksResponse,
     LogoutRequest,
@@ -18,7 +18,7 @@ from auth_service.schemas import (
     UpdateMeRequest,
     UserOut,
 )
-from servicekit.errors import error_responses
+from servicekit.errors import ErrorBody, error_responses
 from servicekit.schemas import Text
 from servicekit.security import CurrentClaims
 
@@ -35,6 +35,12 @@ class OAuthErrorRoute(APIRoute):
         async def handle_with_oauth_errors(request: Request) -> Response:
             try:
                 return await handle(request)
+            except LoginThrottled as exc:
+                return JSONResponse(
+                    {"error": exc.error, "error_description": exc.description},
+                    status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+                    headers={**NO_STORE, "Retry-After": str(exc.retry_after)},
+                )
             except OAuthError as exc:
                 error, description = exc.error, exc.description
             except RequestValidationError:
@@ -59,7 +65,9 @@ token_router = APIRouter(prefix="/auth", tags=["auth"], route_class=OAuthErrorRo
 class OAuthErrorBody(BaseModel):
     """RFC 6749 §5.2."""
 
-    error: Literal["invalid_request", "invalid_grant", "unsupported_grant_type"]
+    error: Literal[
+        "invalid_request", "invalid_grant", "unsupported_grant_type", "too_many_attempts"
+    ]
     error_description: str
 
 
@@ -82,7 +90,10 @@ async def register(body: RegisterRequest, auth: AuthServiceDep) -> Any:
     response_model=TokenResponse,
     responses={
         400: {"model": OAuthErrorBody, "description": "RFC 6749 §5.2 error body"},
-        **error_responses(429, 503),
+        # Throttled per account (RFC 6749-style body, see Retry-After) or per address by the
+        # gateway (the shared error body).
+        429: {"model": OAuthErrorBody | ErrorBody, "description": "Too many attempts"},
+        **error_responses(503),
     },
 )
 async def token(

@@ -43,6 +43,9 @@ class UserOut(BaseModel):
     id: uuid.UUID
     email: str
     display_name: str
+    email_verified: bool
+    is_admin: bool
+    is_active: bool
     created_at: datetime
 
 
@@ -55,3 +58,47 @@ class TokenResponse(BaseModel):
 
 class JwksResponse(BaseModel):
     keys: list[dict[str, str]]
+
+
+class AdminUserUpdate(StrictModel):
+    is_active: bool | None = None
+    is_admin: bool | None = None
+
+
+class UserPageOut(BaseModel):
+    items: list[UserOut]
+    next_cursor: str | None
+
+
+class MemberOut(BaseModel):
+    id: uuid.UUID
+    display_name: str
+
+
+class OpenIdConfiguration(BaseModel):
+    issuer: str
+    jwks_uri: str
+    token_endpoint: str
+    grant_types_supported: list[str]
+    response_types_supported: list[str]
+    subject_types_supported: list[str]
+    id_token_signing_alg_values_supported: list[str]
+    token_endpoint_auth_methods_supported: list[str]
+    scopes_supported: list[str]
+    claims_supported: list[str]
+
+
+OneTimeToken = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class VerifyEmailRequest(StrictModel):
+    token: OneTimeToken
+
+
+class ForgotPasswordRequest(StrictModel):
+    email: Email
+
+
+class ResetPasswordRequest(StrictModel):
+    token: OneTimeToken
+    password: Password

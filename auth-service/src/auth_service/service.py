@@ -15,11 +15,12 @@ from sqlalchemy.sql import ColumnElement
 
 from auth_service import metrics
 from auth_service.config import Settings
-from auth_service.errors import EmailTaken, WrongCurrentPassword, invalid_grant
+from auth_service.errors import EmailTaken, LoginThrottled, WrongCurrentPassword, invalid_grant
 from auth_service.keys import SigningKeys
 from auth_service.models import LoginSession, RefreshToken, User
 from auth_service.passwords import PasswordHasher
 from auth_service.schemas import RegisterRequest, UpdateMeRequest
+from auth_service.throttle import LoginThrottling, email_key
 from servicekit.errors import InvalidToken
 from servicekit.jwt import encode_access_token
 
@@ -51,6 +52,7 @@ class AuthService:
         self.settings = settings
         self.keys = keys
         self.passwords = passwords
+        self.throttling = LoginThrottling(session, settings)
 
     async def register(self, request: RegisterRequest) -> User:
         email = str(request.email)
@@ -72,15 +74,28 @@ class AuthService:
 
     async def get_user(self, user_id: uuid.UUID) -> User:
         user = await self.session.get(User, user_id)
-        if user is None:
-            raise InvalidToken("The token's user no longer exists")
+        if user is None or not user.is_active:
+            raise InvalidToken("The token's user no longer exists or is deactivated")
         return user
 
     async def login(self, email: str, password: str) -> TokenPair:
+        throttle_key = email_key(email)
+        retry_after = await self.throttling.locked_for(throttle_key)
+        if retry_after is not None:
+            # Answered before any hashing, and the same for addresses with no account.
+            metrics.LOGINS.labels(outcome="throttled").inc()
+            raise LoginThrottled(retry_after)
         user = await self._authenticate(email, password)
         if user is None:
             metrics.LOGINS.labels(outcome="invalid_credentials").inc()
+            await self.throttling.record_failure(throttle_key)
+            # Committed now: the error that follows rolls back the request's transaction.
+            await self.session.commit()
             raise invalid_grant()
+        await self.throttling.clear(throttle_key)
+        if not user.is_active:
+            metrics.LOGINS.labels(outcome="inactive").inc()
+            raise invalid_grant("The account is deactivated")
         login_session = LoginSession(id=uuid.uuid4(), user_id=user.id)
         self.session.add(login_session)
         await self.session.flush()
@@ -121,8 +136,12 @@ class AuthService:
         if session_id is None:
             await self._reject_unusable_refresh_token(token_hash)
         user_id = await self.session.scalar(
-            select(LoginSession.user_id).where(
-                LoginSession.id == session_id, LoginSession.revoked_at.is_(None)
+            select(LoginSession.user_id)
+            .join(User, User.id == LoginSession.user_id)
+            .where(
+                LoginSession.id == session_id,
+                LoginSession.revoked_at.is_(None),
+                User.is_active,
             )
         )
         if user_id is None:
@@ -139,7 +158,7 @@ class AuthService:
             # A spent token came back: whoever holds the family's newest token may be a thief,
             # so the whole family goes. Committed now, because the error that follows rolls
             # back the request's transaction.
-            await self._revoke_sessions(LoginSession.id == spent_in_session, reason="reuse")
+            await self.revoke_sessions(LoginSession.id == spent_in_session, reason="reuse")
             await self.session.commit()
             metrics.REFRESH_REUSE_DETECTED.inc()
         raise invalid_grant("The refresh token is no longer valid")
@@ -151,7 +170,7 @@ class AuthService:
             )
         )
         if session_id is not None:
-            await self._revoke_sessions(LoginSession.id == session_id, reason="logout")
+            await self.revoke_sessions(LoginSession.id == session_id, reason="logout")
 
     async def update_me(
         self, user_id: uuid.UUID, session_id: str | None, request: UpdateMeRequest
@@ -170,12 +189,12 @@ class AuthService:
             other_sessions = LoginSession.user_id == user.id
             if session_id is not None:
                 other_sessions &= LoginSession.id != _uuid_or_nil(session_id)
-            await self._revoke_sessions(other_sessions, reason="password_change")
+            await self.revoke_sessions(other_sessions, reason="password_change")
         user.updated_at = datetime.now(UTC)
         await self.session.flush()
         return user
 
-    async def _revoke_sessions(self, condition: ColumnElement[bool], *, reason: str) -> None:
+    async def revoke_sessions(self, condition: ColumnElement[bool], *, reason: str) -> None:
         await self.session.execute(
             update(LoginSession)
             .where(condition, LoginSession.revoked_at.is_(None))

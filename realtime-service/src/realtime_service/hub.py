@@ -30,6 +30,12 @@ from realtime_service.bus import BatchPart, BusItem, EventBus, Head, Reconnected
 from realtime_service.events import Ephemeral, LogEvent
 from realtime_service.metrics import GAP_REPAIRS, LOG_QUERIES
 from servicekit.db import Database
+from servicekit.revocations import (
+    REACTIVATED,
+    REVOCATION_TYPES,
+    RevokedUsers,
+    load_revocations,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +51,6 @@ _SELECT_RANGE = (
     "SELECT id, channel, type, data::text AS data_json, actor_id, created_at"
     " FROM api.events WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3"
 )
-_SELECT_HEAD = "SELECT sequenced_through FROM api.sequencer_lease"
 _END_OF_LOG = 2**63 - 1
 _SELECT_REPLAY = (
     "SELECT id, channel, type, data::text AS data_json, actor_id, created_at"
@@ -113,9 +118,21 @@ class Subscriber:
         return revoked
 
 
+REVOKED_CLOSE = (4401, "access revoked: the account was deactivated or its sessions ended")
+
+
 class Hub:
-    def __init__(self, dsn: str, poll_interval: float, nats_url: str | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        poll_interval: float,
+        nats_url: str | None = None,
+        revoked: RevokedUsers | None = None,
+    ) -> None:
         self._dsn = dsn
+        # Users whose tokens were revoked, from the log (servicekit.revocations); shared with
+        # the token verifier.
+        self.revoked = revoked if revoked is not None else RevokedUsers(0)
         self._poll_interval = poll_interval
         self._bus_items: asyncio.Queue[BusItem] = asyncio.Queue()
         self._bus = EventBus(nats_url, self._bus_items.put_nowait) if nats_url else None
@@ -130,7 +147,8 @@ class Hub:
 
     async def start(self) -> None:
         self._reader = await asyncpg.connect(self._dsn)
-        self.cursor = await self._reader.fetchval(_SELECT_HEAD)
+        # The revocations still in force up to the head, which is where dispatch starts.
+        self.cursor = await load_revocations(self._reader, self.revoked)
         LOG_QUERIES.labels(purpose="start").inc()
         self._tasks = [asyncio.create_task(self._listen(), name="hub-listen")]
         if self._bus is None:
@@ -163,6 +181,9 @@ class Hub:
     # so every event above the returned cursor reaches the subscriber live.
 
     def subscribe(self, subscriber: Subscriber, channel: str) -> int:
+        if self.revoked.is_deactivated(subscriber.user_id):
+            # A ticket issued just before the deactivation reached this node.
+            subscriber.close(*REVOKED_CLOSE)
         self.subscribers.add(subscriber)
         subscriber.channels.add(channel)
         self._by_channel[channel].add(subscriber)
@@ -207,7 +228,18 @@ class Hub:
 
     # Fan-out.
 
+    def _revoke_user(self, event: LogEvent) -> None:
+        """Record a revocation; a revoked user's connections close (4401, SSE `disconnect`)."""
+        user_id = self.revoked.apply(event.type, event.data, event.committed_at)
+        if user_id is None or event.type == REACTIVATED:
+            return
+        for subscriber in list(self.subscribers):
+            if subscriber.user_id == user_id:
+                subscriber.close(*REVOKED_CLOSE)
+
     def _dispatch(self, event: LogEvent) -> None:
+        if event.type in REVOCATION_TYPES:
+            self._revoke_user(event)
         subscribers = self._by_channel.get(event.channel, ())
         if event.type == "member.removed" and event.channel.startswith("board:"):
             # The removed member gets nothing from this event on: access follows the log.

@@ -15,6 +15,7 @@ from servicekit.app import create_service_app
 from servicekit.db import Database, asyncpg_dsn
 from servicekit.health import Health
 from servicekit.jwks import KeySet, http_jwks_fetcher
+from servicekit.revocations import RevokedUsers
 from servicekit.security import token_verifier_for
 
 logger = logging.getLogger(__name__)
@@ -55,8 +56,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings)
+        revoked = RevokedUsers(settings.revocation_window_seconds)
         hub = Hub(
-            asyncpg_dsn(settings.database_url), settings.poll_interval_seconds, settings.nats_url
+            asyncpg_dsn(settings.database_url),
+            settings.poll_interval_seconds,
+            settings.nats_url,
+            revoked,
         )
         await hub.start()
         health: Health = app.state.health
@@ -64,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             keys = KeySet(http_jwks_fetcher(settings.jwks_url, http))
             app.state.db = database
             app.state.hub = hub
-            app.state.token_verifier = token_verifier_for(settings, keys)
+            app.state.token_verifier = token_verifier_for(settings, keys, revoked)
             health.add_check("database", database.check)
             health.add_check("jwks", keys.ensure_loaded)
             health.add_check("log_listener", hub.ensure_listening)

@@ -13,6 +13,7 @@ import httpx
 from jose.backends.base import Key
 
 from servicekit.jwt import InvalidTokenError, decode_access_token, read_kid, verification_key
+from servicekit.revocations import RevokedUsers
 
 logger = logging.getLogger(__name__)
 
@@ -124,8 +125,11 @@ class TokenVerifier:
         issuer: str,
         leeway: int = 30,
         cache_size: int = 10_000,
+        revoked: RevokedUsers | None = None,
     ) -> None:
         self.keys = keys
+        # Users whose tokens stop working before they expire (learned from the event log).
+        self.revoked = revoked
         self._audience = audience
         self._issuer = issuer
         self._leeway = leeway
@@ -133,6 +137,14 @@ class TokenVerifier:
         self._cache: dict[str, AccessClaims] = {}
 
     async def verify(self, token: str) -> AccessClaims:
+        verified = await self._verify(token)
+        if self.revoked is not None and self.revoked.is_revoked(
+            verified.user_id, float(verified.claims["iat"])
+        ):
+            raise InvalidTokenError("the user's tokens were revoked")
+        return verified
+
+    async def _verify(self, token: str) -> AccessClaims:
         cached = self._cache.get(token)
         if cached is not None:
             if cached.expires_at + self._leeway > time.time():

@@ -10,6 +10,7 @@ from fastapi.security import OAuth2PasswordBearer
 from servicekit.errors import InvalidToken, NotAuthenticated
 from servicekit.jwks import AccessClaims, KeySet, TokenVerifier
 from servicekit.jwt import InvalidTokenError
+from servicekit.revocations import RevokedUsers
 from servicekit.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
@@ -18,13 +19,17 @@ logger = logging.getLogger(__name__)
 bearer_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
 
-def token_verifier_for(settings: ServiceSettings, keys: KeySet) -> TokenVerifier:
-    """The verifier a service keeps at `app.state.token_verifier` for `CurrentClaims`."""
+def token_verifier_for(
+    settings: ServiceSettings, keys: KeySet, revoked: RevokedUsers | None = None
+) -> TokenVerifier:
+    """The verifier a service keeps at `app.state.token_verifier` for `CurrentClaims`;
+    `revoked`, when given, refuses the tokens of users revoked through the event log."""
     return TokenVerifier(
         keys,
         audience=settings.jwt_audience,
         issuer=settings.jwt_issuer,
         leeway=settings.jwt_leeway_seconds,
+        revoked=revoked,
     )
 
 

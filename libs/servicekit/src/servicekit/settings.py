@@ -23,3 +23,7 @@ class ServiceSettings(BaseSettings):
     jwt_issuer: str = "http://127.0.0.1:8080/auth"
     jwt_audience: str = "stack"
     jwt_leeway_seconds: int = 30
+    # How long a resource server remembers a revoked user (from the event log): as long as a
+    # token issued before the revocation could verify, i.e. auth's access-token lifetime plus
+    # the leeway.
+    revocation_window_seconds: float = 15 * 60 + 30
