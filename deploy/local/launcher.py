@@ -249,17 +249,8 @@ class NativeStack:
         port = self.config.nats_port
         nats = binary("nats-server", "nats-server")
         self._spawn("nats", [nats, "-a", "127.0.0.1", "-p", str(port)], {})
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise LauncherError(f"nats-server did not listen on port {port}") from None
-                await asyncio.sleep(0.1)
-                continue
-            writer.close()
-            return {"NATS_URL": f"nats://127.0.0.1:{port}"}
+        await self._wait_port(port, "nats-server")
+        return {"NATS_URL": f"nats://127.0.0.1:{port}"}
 
     async def _start_mail_catcher(self) -> dict[str, str]:
         """The development mail catcher; the environment that points auth-service at it."""
