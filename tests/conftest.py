@@ -104,7 +104,8 @@ async def native_stack(
             database_url=url,
             run_dir=ROOT / "var" / f"{name}-{uuid.uuid4().hex[:6]}",
             # INFO: the log check must see every line a request can make a service write.
-            extra_env={"LOG_LEVEL": "INFO", **(service_env or {})},
+            # Small pools: several test stacks share one PostgreSQL and its 100 connections.
+            extra_env={"LOG_LEVEL": "INFO", "DB_POOL_SIZE": "3", **(service_env or {})},
             **settings,
         )
         native = NativeStack(config)

@@ -56,13 +56,13 @@ async def event_log(database_url: str, channel: str, after: int) -> list[dict[st
     return [{"id": row["id"], "type": row["type"]} for row in rows]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def client_stack() -> AsyncIterator[ClientStack]:
     async with controlled_stack("clients", CLIENT_STACK_ENV) as stack:
         yield stack
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def tiny_queue_stack() -> AsyncIterator[ClientStack]:
     env = {**CLIENT_STACK_ENV, "QUEUE_LIMIT": str(TINY_QUEUE_LIMIT)}
     async with controlled_stack("clients_slow", env) as stack:
