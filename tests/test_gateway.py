@@ -230,8 +230,12 @@ async def test_stopping_a_realtime_replica_mid_stream_loses_nothing(
 
 
 async def test_login_flood_is_rate_limited_with_a_json_429(gateway: httpx.AsyncClient) -> None:
-    form = {"grant_type": "password", "username": "nobody@example.com", "password": "wrong pass"}
-    responses = await asyncio.gather(*(gateway.post("/auth/token", data=form) for _ in range(40)))
+    # Another email each time, so that auth's per-account throttling cannot answer first.
+    forms = [
+        {"grant_type": "password", "username": f"nobody-{i}@example.com", "password": "wrong pass"}
+        for i in range(40)
+    ]
+    responses = await asyncio.gather(*(gateway.post("/auth/token", data=form) for form in forms))
     limited = [r for r in responses if r.status_code == 429]
     assert limited, [r.status_code for r in responses]
     assert limited[0].json() == {

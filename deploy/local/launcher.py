@@ -379,13 +379,15 @@ class NativeStack:
         """Stops one process (SIGTERM, as a deploy does) and starts it again with the same
         command and environment; for a service, returns once it is ready again."""
         process = self.process(name)
+        # Out of the list first: a concurrent wait for readiness must not take this deliberate
+        # stop for a crash.
+        self.processes = [(n, p) for n, p in self.processes if p is not process]
         process.terminate()
         try:
             await asyncio.to_thread(process.wait, within)
         except subprocess.TimeoutExpired:
             process.kill()
             await asyncio.to_thread(process.wait)
-        self.processes = [(n, p) for n, p in self.processes if p is not process]
         command, env = self.commands[name]
         self._spawn(name, command, env)
         if "--port" in command:

@@ -26,6 +26,9 @@ HEARTBEAT_SECONDS = 1
 CLIENT_STACK_ENV = {
     "ACCESS_TOKEN_TTL_SECONDS": str(ACCESS_TOKEN_TTL_SECONDS),
     "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
+    # The deployment's pool size: these stacks carry the heaviest live load of the suite, and
+    # at most two of them run at once (module scope).
+    "DB_POOL_SIZE": "10",
 }
 TINY_QUEUE_LIMIT = 3
 

@@ -164,9 +164,10 @@ test("request() reaches any route and returns the parsed body", async () => {
 
 test("429 from the gateway carries retryAfter", async () => {
   const client = newClient();
-  // More at once than the gateway's burst for /auth/token lets through.
-  const attempts = Array.from({ length: 30 }, () =>
-    client.login("nobody@example.com", "wrong password 1").catch((error) => error));
+  // More at once than the gateway's burst for /auth/token lets through, each for another email
+  // so that auth's per-account throttling (5 failures) cannot answer first.
+  const attempts = Array.from({ length: 30 }, (_, i) =>
+    client.login(`nobody-${i}@example.com`, "wrong password 1").catch((error) => error));
   const limited = (await Promise.all(attempts)).find((error) => error.status === 429);
   assert.ok(limited, "the gateway never limited /auth/token");
   assert.equal(limited.error, "rate_limited");
