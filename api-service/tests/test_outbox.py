@@ -105,6 +105,7 @@ async def test_writes_wake_listeners_with_the_highest_new_id(
 ) -> None:
     owner = user_pool[0]
     board_id = await create_board(client, owner)
+    await settled(app)  # the board's own event is sequenced (and notified) before listening
     notified: asyncio.Queue[str] = asyncio.Queue()
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     await conn.add_listener(NOTIFY_CHANNEL, lambda *args: notified.put_nowait(args[3]))
