@@ -19,24 +19,17 @@ import statistics
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 
-from bench.realtime_fanout import ROOT
 from servicekit.testing import free_port, fresh_database
 
+ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
-from launcher import NativeStack, StackConfig
+from launcher import NativeStack, StackConfig  # noqa: E402
 
 PASSWORD = "bench password 1"
-
-
-class PatientStack(NativeStack):
-    """The launcher's stack, waiting longer for each service: four processes importing at once
-    on this shared 2-core machine can take more than the launcher's 30 s."""
-
-    async def _wait_ready(self, port: int) -> None:
-        await self._wait_http(f"http://127.0.0.1:{port}/readyz", within=180)
 
 
 async def sse_open(port: int, token: str, channel: str) -> asyncio.StreamWriter:
@@ -134,8 +127,9 @@ async def main(streams: int, requests: int) -> None:
             database_url=url,
             run_dir=ROOT / "var" / f"bench-idle-{uuid.uuid4().hex[:6]}",
             extra_env={"LOG_LEVEL": "WARNING"},
+            ready_within=180,
         )
-        stack = PatientStack(config)
+        stack = NativeStack(config)
         try:
             await stack.start()
             async with httpx.AsyncClient(base_url=config.gateway_url, timeout=30) as client:

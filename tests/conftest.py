@@ -31,8 +31,22 @@ class SecretsSeen:
     """Every password, token and ticket that went through a gateway client of this test run,
     so that the last test can check that no log line holds one (test_logs_hold_no_secrets)."""
 
-    _SECRET_FIELDS = ("password", "current_password", "refresh_token", "access_token", "ticket")
-    _AUTH_PATHS = ("/auth/token", "/auth/register", "/auth/users/me", "/auth/logout")
+    _SECRET_FIELDS = (
+        "password",
+        "current_password",
+        "refresh_token",
+        "access_token",
+        "ticket",
+        "token",  # one-time tokens: email verification, password reset
+    )
+    _AUTH_PATHS = (
+        "/auth/token",
+        "/auth/register",
+        "/auth/users/me",
+        "/auth/logout",
+        "/auth/email/verify",
+        "/auth/password/reset",
+    )
     _ISSUING_PATHS = ("/auth/token", "/realtime/tickets")
 
     def __init__(self) -> None:

@@ -198,3 +198,26 @@ async def test_chat_and_presence_reach_the_other_user(
     finally:
         await owner_context.close()
         await editor_context.close()
+
+
+async def test_a_member_removed_meanwhile_is_told_and_sent_back_to_the_boards(
+    browser: Browser,
+    base_url: str,
+    gateway: httpx.AsyncClient,
+    shared_board: tuple[dict[str, str], User, User, User],
+) -> None:
+    board, owner, _, viewer = shared_board
+    context, page = await open_as(browser, base_url, viewer, board["name"])
+    try:
+        removed = await gateway.delete(
+            f"/api/boards/{board['id']}/members/{viewer.id}", headers=owner.headers
+        )
+        assert removed.status_code == 204
+        await expect(page.locator("#error")).to_have_text(
+            "You no longer have access to this board.", timeout=3000
+        )
+        await expect(page.locator("#boards-view")).to_be_visible()
+        await expect(page.locator("#boards button", has_text=board["name"])).to_have_count(0)
+        await expect(page.locator("#live")).to_have_text("offline")
+    finally:
+        await context.close()

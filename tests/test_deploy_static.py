@@ -136,11 +136,14 @@ IMAGE_DEFAULTS = {
     ),
     "prometheus": ("PROMETHEUS_IMAGE", "prom/prometheus:v3.5.0"),
     "grafana": ("GRAFANA_IMAGE", "grafana/grafana:12.1.0"),
+    "nats": ("NATS_IMAGE", "nats:2.11-alpine"),
 }
 
 
 def test_every_image_name_comes_from_a_variable_with_the_upstream_default() -> None:
     services = compose()["services"]
+    # Every upstream image, a service added later included.
+    assert {name for name, service in services.items() if "image" in service} == set(IMAGE_DEFAULTS)
     for name, (variable, default) in IMAGE_DEFAULTS.items():
         assert services[name]["image"] == f"${{{variable}:-{default}}}"
     for name in SERVICES:

@@ -60,9 +60,10 @@ def test_uvicorn_keeps_idle_connections_longer_than_the_gateway() -> None:
         for block in upstreams
     ]
     nginx = max(t if t is not None else NGINX_DEFAULT_UPSTREAM_KEEPALIVE for t in timeouts)
+    # The launcher runs uvicorn with the tests' flags.
+    assert "*UVICORN_FLAGS" in (ROOT / "deploy" / "local" / "launcher.py").read_text()
     launchers = {
-        "launcher": (ROOT / "deploy" / "local" / "launcher.py").read_text(),
-        "tests": " ".join(UVICORN_FLAGS),
+        "launcher and tests": " ".join(UVICORN_FLAGS),
         **{
             f"{name} Dockerfile": (ROOT / f"{name}-service" / "Dockerfile").read_text()
             for name in ("auth", "api", "realtime")

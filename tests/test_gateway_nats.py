@@ -11,7 +11,7 @@ from launcher import NativeStack
 
 from servicekit.testing import SseStream, free_port
 
-from .conftest import native_stack, sign_up
+from .conftest import gateway_client, native_stack, sign_up
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ async def log_queries(url: str) -> dict[str, float]:
 async def test_events_reach_every_replica_over_nats(nats_stack: NativeStack) -> None:
     config = nats_stack.config
     nodes = [f"http://127.0.0.1:{port}" for port in config.realtime_ports]
-    async with httpx.AsyncClient(base_url=config.gateway_url, timeout=15) as gateway:
+    async with gateway_client(config.gateway_url) as gateway:
         user = await sign_up(gateway)
         board = await gateway.post("/api/boards", json={"name": "bus"}, headers=user.headers)
         channel = f"board:{board.json()['id']}"

@@ -205,17 +205,26 @@ async def test_nginx_answers_its_own_errors_in_json_with_the_security_headers(
         not_allowed = await client.post("/")
         assert_gateway_error(not_allowed, 405, "method_not_allowed")
         assert not_allowed.headers["allow"] == "GET, HEAD"
+        # nginx refuses TRACE before any location: the same page, `Allow` included.
+        trace = await client.request("TRACE", "/api/x")
+        assert_gateway_error(trace, 405, "method_not_allowed")
+        assert trace.headers["allow"] == "GET, HEAD"
         too_large = await client.post("/api/x", content=b"x" * (2 * 1024 * 1024))
         assert_gateway_error(too_large, 413, "request_entity_too_large")
         too_long = await client.get("/api/" + "x" * 20_000)
         assert_gateway_error(too_long, 414, "request_uri_too_long")
-        flood = await asyncio.gather(
-            *(client.post("/auth/register", content=b"{}") for _ in range(20))
-        )
-        limited = [response for response in flood if response.status_code == 429]
-        assert limited, [response.status_code for response in flood]
-        assert_gateway_error(limited[0], 429, "rate_limited")
-        assert limited[0].headers["retry-after"] == "1"
+        for limited_path in (
+            "/auth/register",
+            "/auth/password/forgot",
+            "/auth/email/verify-request",
+        ):
+            flood = await asyncio.gather(
+                *(client.post(limited_path, content=b"{}") for _ in range(20))
+            )
+            limited = [response for response in flood if response.status_code == 429]
+            assert limited, (limited_path, [response.status_code for response in flood])
+            assert_gateway_error(limited[0], 429, "rate_limited")
+            assert limited[0].headers["retry-after"] == "1"
         # The services' own answers pass through untouched, without the gateway's headers.
         passed = await client.get("/api/x")
         assert "allow" not in passed.headers
@@ -238,3 +247,42 @@ async def test_unreachable_and_silent_upstreams_are_json_502_and_504(tmp_path: P
     ):
         assert_gateway_error(await client.get("/auth/x"), 502, "bad_gateway")
         assert_gateway_error(await client.get("/api/x"), 504, "gateway_timeout")
+
+
+async def realtime_failures_logged(run_dir: Path, edit: Callable[[str], str] = str) -> str:
+    """What nginx's logs hold after /realtime/ requests with a ticket in the query fail in
+    every way nginx logs: an upstream that refuses connections, a URI too long, TRACE."""
+    await asyncio.to_thread(run_dir.mkdir)
+    closed = free_port()
+    async with (
+        echo_upstream() as echo,
+        nginx(run_dir, echo, echo, closed, edit) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        for path in ("/realtime/sse", "/realtime/ws", "/realtime/tickets"):
+            failed = await client.get(path, params={"ticket": "SECRET-TICKET"})
+            assert failed.status_code == 502, failed.text
+        too_long = await client.get("/realtime/sse", params={"ticket": "SECRET-TICKET" * 2000})
+        assert too_long.status_code == 414
+        trace = await client.request("TRACE", "/realtime/sse", params={"ticket": "SECRET-TICKET"})
+        assert trace.status_code == 405
+    return await asyncio.to_thread(read_logs, run_dir)
+
+
+def read_logs(run_dir: Path) -> str:
+    return "".join(path.read_text() for path in sorted(run_dir.glob("nginx-*.log")))
+
+
+async def test_no_nginx_log_holds_a_realtime_query_string(tmp_path: Path) -> None:
+    logs = await realtime_failures_logged(tmp_path / "template")
+    # The access log names each request as the client sent it, error pages or not.
+    assert logs.count('"method":"GET","path":"/realtime/sse","status":502') == 1, logs
+    assert '"method":"GET","path":"/realtime/ws","status":502' in logs
+    assert '"method":"TRACE","path":"/realtime/sse","status":405' in logs
+    assert "SECRET-TICKET" not in logs
+    # Without the template's `error_log ... emerg` under /realtime/, the same failures write
+    # the query string: this check would see a leak.
+    leaky = await realtime_failures_logged(
+        tmp_path / "leaky", lambda config: config.replace(" emerg;", " warn;")
+    )
+    assert "SECRET-TICKET" in leaky

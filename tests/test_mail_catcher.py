@@ -7,9 +7,7 @@ import email.policy
 import re
 from pathlib import Path
 
-import httpx
-
-from .conftest import native_stack
+from .conftest import gateway_client, native_stack
 
 PASSWORD = "correct horse battery"
 
@@ -27,13 +25,15 @@ async def wait_for_eml(directory: Path, timeout: float = 15.0) -> Path:
 
 
 async def test_a_reset_mail_is_saved_and_its_link_resets_the_password() -> None:
-    async with native_stack("mail") as stack, httpx.AsyncClient() as client:
+    async with native_stack("mail") as stack, gateway_client(stack.config.gateway_url) as client:
         gateway = stack.config.gateway_url
         address = "mail-catcher@example.com"
         registered = await client.post(
             f"{gateway}/auth/register", json={"email": address, "password": PASSWORD}
         )
         assert registered.status_code == 201
+        # The launcher restarts it as it restarts a service: it is back before this returns.
+        await stack.restart("mailcatcher")
         forgot = await client.post(f"{gateway}/auth/password/forgot", json={"email": address})
         assert forgot.status_code == 202
         eml = await wait_for_eml(stack.config.run_dir / "mail")

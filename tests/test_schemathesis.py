@@ -3,8 +3,8 @@ check, bounded (fixed seed, few examples per operation, about a minute in all), 
 nothing: no 500, every status documented with the schema the server really answers.
 
 Left out, and why: GET /realtime/sse (a stream that never ends; tests/test_gateway.py and
-realtime's own tests cover it) and the `unsupported_method` check (nginx itself answers TRACE
-with 405, a gateway error page of its own: drop the exclusion once that page carries `Allow`)."""
+realtime's own tests cover it). The `unsupported_method` check runs: nginx itself answers
+TRACE with its JSON 405 page, which carries `Allow` (tests/test_gateway_nginx.py)."""
 
 import asyncio
 import subprocess
@@ -39,7 +39,7 @@ async def test_schemathesis_finds_nothing(
         *(sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run"),
         f"{base_url}/{service}/openapi.json",
         *("--header", f"Authorization: Bearer {user.tokens['access_token']}"),
-        *("--checks", "all", "--exclude-checks", "unsupported_method"),
+        *("--checks", "all"),
         *("--exclude-path", "/realtime/sse"),
         *("--seed", str(SEED), "--max-examples", str(MAX_EXAMPLES), "--workers", "1"),
         *("--request-timeout", "10", "--no-shrink", "--output-truncate", "false"),

@@ -1,8 +1,6 @@
 """api-service runs in-process; tokens come from a real auth-service process whose JWKS the
 api-service fetches over HTTP, as in production."""
 
-import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -11,11 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from api_service.config import Settings
 from api_service.main import create_app
-from servicekit.testing import asgi_client, fresh_database, uvicorn_process
+from servicekit.testing import asgi_client, events_sequenced, fresh_database, uvicorn_process
 
 ROOT = Path(__file__).parents[2]
 MIGRATIONS = [ROOT / "auth-service" / "migrations", ROOT / "api-service" / "migrations"]
@@ -113,12 +110,6 @@ async def create_task(
     return task
 
 
-async def settled(app: FastAPI, timeout: float = 10.0) -> None:
+async def settled(app: FastAPI) -> None:
     """Wait until the sequencer has moved every committed event into the log."""
-    deadline = time.monotonic() + timeout
-    while True:
-        async with app.state.db.engine.connect() as conn:
-            if not await conn.scalar(text("SELECT count(*) FROM api.event_inbox")):
-                return
-        assert time.monotonic() < deadline, "the sequencer did not empty the inbox"
-        await asyncio.sleep(0.01)
+    await events_sequenced(app.state.db.engine.url.render_as_string(hide_password=False))

@@ -14,13 +14,23 @@ from dataclasses import dataclass, field
 import asyncpg
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
+from api_service.config import Settings
+from api_service.sequencer import Sequencer
 from servicekit.db import asyncpg_dsn
-from servicekit.testing import ServiceProcess, fresh_database, uvicorn_process, uvicorn_service
+from servicekit.testing import (
+    ServiceProcess,
+    events_sequenced,
+    fresh_database,
+    uvicorn_process,
+    uvicorn_service,
+)
 
 from .conftest import MIGRATIONS, PASSWORD, User
 
 LEASE_SECONDS = 2.0
+REFUSED_TOTAL = "api_outbox_refused_batches_total"
 REPLICAS = 3
 
 
@@ -99,11 +109,8 @@ async def cluster() -> AsyncIterator[Cluster]:
                     os.kill(replica.pid, signal.SIGCONT)
 
 
-async def settled(dsn: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while (await fetchrow(dsn, "SELECT count(*) AS n FROM api.event_inbox") or {"n": 1})["n"]:
-        assert time.monotonic() < deadline, "the inbox was not emptied"
-        await asyncio.sleep(0.05)
+async def settled(dsn: str) -> None:
+    await events_sequenced(dsn, timeout=20.0)
 
 
 class Reader:
@@ -136,9 +143,9 @@ class Reader:
 
 async def write_once(
     client: httpx.AsyncClient, board_id: str, user: User, rng: random.Random, tasks: list[str]
-) -> bool:
-    """Create a task or update one of `tasks`; whether it committed (a write to a killed
-    replica fails before it commits: the leader is never sent writes in these tests)."""
+) -> None:
+    """Create a task or update one of `tasks`, asserting it committed (writes go to replicas
+    that stay up: the leader that is killed or paused is never sent writes in these tests)."""
     if tasks and rng.random() < 0.5:
         response = await client.patch(
             f"/api/tasks/{rng.choice(tasks)}",
@@ -152,7 +159,6 @@ async def write_once(
         )
         assert response.status_code == 201, response.text
         tasks.append(response.json()["id"])
-    return True
 
 
 async def log_ids(dsn: str, after: int) -> list[int]:
@@ -324,3 +330,30 @@ async def wait_for_metric(replica: ServiceProcess, name: str, timeout: float) ->
         if value > 0 or time.monotonic() > deadline:
             return value
         await asyncio.sleep(0.1)
+
+
+async def test_a_fence_kept_waiting_by_another_replica_refuses_its_batch() -> None:
+    """The fence waits at most `lock_timeout` for the lease row: held by another replica (one
+    taking the lease over, or inside its own batch), the batch is refused, not retried."""
+    async with fresh_database("fence", MIGRATIONS) as url:
+        dsn = asyncpg_dsn(url)
+        sequencer = Sequencer(dsn, Settings(database_url=url), None)
+        sequencer._connection = await asyncpg.connect(dsn, server_settings={"lock_timeout": "200"})
+        other = await asyncpg.connect(dsn)
+        try:
+            assert await sequencer._acquire()
+            await other.execute(
+                "INSERT INTO api.event_inbox (channel, type, data, actor_id)"
+                " VALUES ('board:x', 'task.created', '{}', gen_random_uuid())"
+            )
+            refused = REGISTRY.get_sample_value(REFUSED_TOTAL) or 0
+            async with other.transaction():
+                await other.execute("SELECT FROM api.sequencer_lease FOR UPDATE")
+                assert await sequencer._move_batch() == 0
+            assert sequencer.epoch is None
+            assert REGISTRY.get_sample_value(REFUSED_TOTAL) == refused + 1
+            assert await other.fetchval("SELECT count(*) FROM api.event_inbox") == 1
+            assert await other.fetchval("SELECT count(*) FROM api.events") == 0
+        finally:
+            await other.close()
+            await sequencer._release()

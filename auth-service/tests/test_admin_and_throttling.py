@@ -10,6 +10,8 @@ from sqlalchemy import text
 
 from auth_service.admin import create_admin
 from auth_service.config import Settings
+from auth_service.lifecycle import RESET, prepare_mail
+from auth_service.mail import MailRequest
 from auth_service.throttle import email_key
 from servicekit.testing import uvicorn_service
 
@@ -130,7 +132,7 @@ async def test_admin_pages_users_by_email_prefix(
 
 
 async def test_deactivation_ends_sessions_and_blocks_login_until_reactivated(
-    client: httpx.AsyncClient, settings: Settings, account: Account
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings, account: Account
 ) -> None:
     admin = await make_admin(client, settings)
     tokens = await login(client, account)
@@ -155,6 +157,18 @@ async def test_deactivation_ends_sessions_and_blocks_login_until_reactivated(
     )
     assert response.json()["is_active"] is True
     assert (await password_grant(client, account.email, account.password)).status_code == 200
+    # The log tells resource servers, and tokens from before the deactivation stay refused.
+    async with app.state.db.engine.connect() as conn:
+        events = (
+            await conn.execute(
+                text(
+                    "SELECT type, data FROM api.event_inbox WHERE channel = :channel ORDER BY seq"
+                ),
+                {"channel": f"user:{account.id}"},
+            )
+        ).all()
+    assert [event.type for event in events] == ["user.deactivated", "user.reactivated"]
+    assert isinstance(events[1].data["issued_before"], int)
 
 
 async def test_admin_cannot_lock_themself_out_and_unknown_users_are_404(
@@ -328,3 +342,76 @@ async def test_lookup_is_rate_limited_per_user(
 @pytest.mark.parametrize("path", ["/auth/admin/users", "/auth/users/lookup?email=a@b.example"])
 async def test_garbage_tokens_are_401(client: httpx.AsyncClient, path: str) -> None:
     assert (await client.get(path, headers=bearer("garbage"))).status_code == 401
+
+
+async def test_attempts_sent_together_get_no_more_guesses_than_attempts_sent_in_turn(
+    client: httpx.AsyncClient, settings: Settings, account: Account
+) -> None:
+    # All of them pass the lockout check before the first failure is counted; those that
+    # finish after the lockout began are refused with it, whatever their password.
+    attempts = [
+        password_grant(client, account.email, f"wrong password {n}")
+        for n in range(3 * settings.login_max_failures)
+    ]
+    statuses = sorted(response.status_code for response in await asyncio.gather(*attempts))
+    assert statuses == [400] * settings.login_max_failures + [429] * (
+        2 * settings.login_max_failures
+    )
+    assert (await password_grant(client, account.email, account.password)).status_code == 429
+
+
+async def test_emails_match_the_way_postgresql_lower_cases_them(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    # Python lower-cases U+0130 (capital I with dot) to two characters, PostgreSQL to one: an
+    # account with one in its email must still be found by every email lookup.
+    prefix = f"\u0130-{os.urandom(4).hex()}-"
+    emails = [f"{prefix}{n}@example.com" for n in range(3)]
+    for email in emails:
+        response = await client.post("/auth/register", json={"email": email, "password": PASSWORD})
+        assert response.status_code == 201, response.text
+    tokens = await login(client, Account("", emails[0], PASSWORD))
+    found = await client.get(
+        "/auth/users/lookup", params={"email": emails[1]}, headers=bearer(tokens["access_token"])
+    )
+    assert found.status_code == 200, found.text
+    admin = await make_admin(client, settings)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"email": prefix, "limit": "1", **({"cursor": cursor} if cursor else {})}
+        page = await client.get(
+            "/auth/admin/users", params=params, headers=bearer(admin["access_token"])
+        )
+        assert page.status_code == 200, page.text
+        seen += [user["email"] for user in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == emails
+    mail = await prepare_mail(
+        app.state.db.sessionmaker, settings, MailRequest(RESET, email=emails[2])
+    )
+    assert mail is not None
+    assert mail.to == emails[2]
+
+
+async def test_openapi_gives_every_error_status_the_error_schema(
+    client: httpx.AsyncClient,
+) -> None:
+    openapi = (await client.get("/auth/openapi.json")).json()
+    bodies = {"#/components/schemas/ErrorBody", "#/components/schemas/OAuthErrorBody"}
+    for path, operations in openapi["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                # FastAPI lists a 422 for every route with parameters; the token endpoint
+                # answers its validation errors with RFC 6749's 400 instead.
+                if status < "400" or (path, status) == ("/auth/token", "422"):
+                    continue
+                schema = response["content"]["application/json"]["schema"]
+                refs = {s["$ref"] for s in schema.get("anyOf", [schema])}
+                assert refs <= bodies, (method, path, status, schema)
+    lookup = openapi["paths"]["/auth/users/lookup"]["get"]["responses"]
+    assert {"401", "404", "422", "429", "503"} <= set(lookup)
+    admin_list = openapi["paths"]["/auth/admin/users"]["get"]["responses"]
+    assert {"400", "401", "403", "422", "503"} <= set(admin_list)

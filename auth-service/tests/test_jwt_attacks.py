@@ -4,12 +4,14 @@ import base64
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
+from jose import jwt
 from sqlalchemy import text
 
 from auth_service.config import Settings
@@ -44,13 +46,29 @@ def header(kid: str, **extra: Any) -> dict[str, Any]:
     return {"alg": "RS256", "typ": "at+jwt", "kid": kid, **extra}
 
 
-def good_claims(settings: Settings, user_id: str, **overrides: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Subject:
+    """Whom a forged token names: a user and one of their live sessions (auth-service refuses
+    a token whose session has ended, so a forgery must name a live one to test anything else)."""
+
+    user_id: str
+    session_id: str
+
+
+async def logged_in(client: httpx.AsyncClient, account: Account) -> tuple[Subject, str]:
+    """The account's subject with a new session, and that session's refresh token."""
+    tokens = await login(client, account)
+    session_id = jwt.get_unverified_claims(tokens["access_token"])["sid"]
+    return Subject(account.id, session_id), tokens["refresh_token"]
+
+
+def good_claims(settings: Settings, subject: Subject, **overrides: Any) -> dict[str, Any]:
     now = int(time.time())
     claims: dict[str, Any] = {
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
-        "sub": user_id,
-        "sid": str(uuid.uuid4()),
+        "sub": subject.user_id,
+        "sid": subject.session_id,
         "jti": uuid.uuid4().hex,
         "iat": now,
         "exp": now + 300,
@@ -85,12 +103,12 @@ def tamper_signature(token: str) -> str:
     return f"{head}.{payload}.{flipped}"
 
 
-TokenFactory = Callable[[str, str, str, Settings, str, str], str]
-# (kid, our private PEM, foreign private PEM, settings, user id, a real refresh token) -> token
+TokenFactory = Callable[[str, str, str, Settings, Subject, str], str]
+# (kid, our private PEM, foreign private PEM, settings, subject, a real refresh token) -> token
 
 
 def without_claim(claim: str) -> TokenFactory:
-    def forge(kid: str, pem: str, foreign: str, s: Settings, uid: str, rt: str) -> str:
+    def forge(kid: str, pem: str, foreign: str, s: Settings, uid: Subject, rt: str) -> str:
         return craft_token(header(kid), good_claims(s, uid, **{claim: None}), rs256_signer(pem))
 
     return forge
@@ -160,10 +178,10 @@ ATTACKS: dict[str, TokenFactory] = {
         header(kid), good_claims(s, uid, iss="https://evil.example"), rs256_signer(pem)
     ),
     "sub not a user id": lambda kid, pem, foreign, s, uid, rt: craft_token(
-        header(kid), good_claims(s, "admin"), rs256_signer(pem)
+        header(kid), good_claims(s, replace(uid, user_id="admin")), rs256_signer(pem)
     ),
     "sub of a user that does not exist": lambda kid, pem, foreign, s, uid, rt: craft_token(
-        header(kid), good_claims(s, str(uuid.uuid4())), rs256_signer(pem)
+        header(kid), good_claims(s, replace(uid, user_id=str(uuid.uuid4()))), rs256_signer(pem)
     ),
     "exp as a string": lambda kid, pem, foreign, s, uid, rt: craft_token(
         header(kid), good_claims(s, uid, exp="tomorrow"), rs256_signer(pem)
@@ -201,7 +219,8 @@ async def test_control_a_well_formed_token_is_accepted(
 ) -> None:
     """The forging helpers make tokens the server accepts, so each attack below changes only
     the one thing it names."""
-    token = craft_token(header(kid), good_claims(settings, account.id), rs256_signer(private_pem))
+    subject, _ = await logged_in(client, account)
+    token = craft_token(header(kid), good_claims(settings, subject), rs256_signer(private_pem))
     response = await client.get("/auth/users/me", headers=bearer(token))
     assert response.status_code == 200, response.text
 
@@ -216,8 +235,8 @@ async def test_attack_is_401_with_bearer_challenge(
     foreign_pem: str,
     attack: str,
 ) -> None:
-    refresh_token = (await login(client, account))["refresh_token"]
-    token = ATTACKS[attack](kid, private_pem, foreign_pem, settings, account.id, refresh_token)
+    subject, refresh_token = await logged_in(client, account)
+    token = ATTACKS[attack](kid, private_pem, foreign_pem, settings, subject, refresh_token)
 
     response = await client.get("/auth/users/me", headers=bearer(token))
 

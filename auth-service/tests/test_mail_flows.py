@@ -259,3 +259,16 @@ async def test_an_unreachable_server_is_given_up_and_logged_without_the_link(
             {"id": account.id},
         )
     assert stored == 1
+
+
+async def test_a_reset_link_spent_twice_at_once_works_once(
+    mail_client: httpx.AsyncClient, catcher: Catcher
+) -> None:
+    account = await register(mail_client)
+    token = await mailed_token(mail_client, catcher, account, "reset")
+    resets = [
+        mail_client.post("/auth/password/reset", json={"token": token, "password": password})
+        for password in (NEW_PASSWORD, "another new password")
+    ]
+    statuses = sorted(response.status_code for response in await asyncio.gather(*resets))
+    assert statuses == [204, 400]

@@ -18,6 +18,22 @@ async def test_read_me_without_token_is_401_with_challenge(client: httpx.AsyncCl
     assert response.json()["error"] == "not_authenticated"
 
 
+async def test_auth_refuses_the_access_token_of_an_ended_session(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    """auth-service asks its own tables: a session ended by logout (or a password change
+    elsewhere, a reset, a deactivation) no longer opens its routes, while another session of
+    the same user still does."""
+    ended, live = await login(client, account), await login(client, account)
+    logout = await client.post("/auth/logout", json={"refresh_token": ended["refresh_token"]})
+    assert logout.status_code == 204
+    refused = await client.get("/auth/users/me", headers=bearer(ended["access_token"]))
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    still = await client.get("/auth/users/me", headers=bearer(live["access_token"]))
+    assert still.status_code == 200
+
+
 async def test_update_display_name(client: httpx.AsyncClient, account: Account) -> None:
     tokens = await login(client, account)
     response = await client.patch(

@@ -23,12 +23,12 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -37,6 +37,7 @@ import yaml
 
 from servicekit.db import asyncpg_dsn
 from servicekit.migrate import main as migrate
+from servicekit.testing import UVICORN_FLAGS, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf.template"
@@ -95,6 +96,9 @@ class StackConfig:
     mail_catcher_port: int = 0
     # Production-like by default; the live observability test scrapes every second.
     scrape_interval: str = "15s"
+    # How long a process may take to become ready (several importing at once on a loaded
+    # machine can take longer than the default; benchmarks give more).
+    ready_within: float = 30.0
 
     @classmethod
     def from_env(cls) -> "StackConfig":
@@ -172,13 +176,6 @@ def binary(name: str, package: str) -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def nginx_binary() -> str:
     return binary("nginx", "nginx-light")
 
@@ -210,6 +207,8 @@ class NativeStack:
         self.config = config
         self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.commands: dict[str, tuple[list[str], dict[str, str]]] = {}
+        # How to tell that a process is serving again after a restart, by process name.
+        self.readiness: dict[str, Callable[[], Awaitable[None]]] = {}
 
     async def start(self) -> None:
         config = self.config
@@ -219,7 +218,8 @@ class NativeStack:
         await migrate(MIGRATIONS, config.database_url)
         jwks = f"http://127.0.0.1:{config.auth_port}/auth/.well-known/jwks.json"
         bus_env = await self._start_nats() if config.nats else {}
-        mail_env = {} if os.environ.get("SMTP_HOST") else await self._start_mail_catcher()
+        smtp_host = config.extra_env.get("SMTP_HOST") or os.environ.get("SMTP_HOST")
+        mail_env = {} if smtp_host else await self._start_mail_catcher()
         auth_env = {"PUBLIC_URL": config.gateway_url, **mail_env}
         self._service("auth", "auth_service.main:app", config.auth_port, auth_env)
         await self._wait_ready(config.auth_port)
@@ -240,7 +240,9 @@ class NativeStack:
         if check.returncode != 0:
             raise LauncherError(f"nginx rejected its configuration:\n{check.stderr}")
         self._spawn("nginx", [nginx, "-c", str(conf), "-g", nginx_directives()], {})
-        await self._wait_http(f"{config.gateway_url}/auth/.well-known/jwks.json")
+        jwks_through_gateway = f"{config.gateway_url}/auth/.well-known/jwks.json"
+        self.readiness["nginx"] = partial(self._wait_http, jwks_through_gateway)
+        await self.readiness["nginx"]()
         if config.monitoring:
             await self._start_monitoring()
 
@@ -249,7 +251,8 @@ class NativeStack:
         port = self.config.nats_port
         nats = binary("nats-server", "nats-server")
         self._spawn("nats", [nats, "-a", "127.0.0.1", "-p", str(port)], {})
-        await self._wait_port(port, "nats-server")
+        self.readiness["nats"] = partial(self._wait_port, port, "nats-server")
+        await self.readiness["nats"]()
         return {"NATS_URL": f"nats://127.0.0.1:{port}"}
 
     async def _start_mail_catcher(self) -> dict[str, str]:
@@ -259,7 +262,8 @@ class NativeStack:
         catcher = ROOT / "deploy" / "local" / "mailcatcher.py"
         command = [sys.executable, str(catcher), "--port", str(port), "--dir", str(mail_dir)]
         self._spawn("mailcatcher", command, {})
-        await self._wait_port(port, "the mail catcher")
+        self.readiness["mailcatcher"] = partial(self._wait_port, port, "the mail catcher")
+        await self.readiness["mailcatcher"]()
         return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port)}
 
     async def _wait_port(self, port: int, what: str) -> None:
@@ -319,19 +323,10 @@ class NativeStack:
             "127.0.0.1",
             "--port",
             str(port),
-            "--no-access-log",
-            "--ws-per-message-deflate",
-            "false",
-            # Longer than nginx's upstream keepalive_timeout (60 s): the gateway closes idle
-            # connections first, and never sends a request on one uvicorn is closing (a 502).
-            "--timeout-keep-alive",
-            "75",
-            # realtime's own message cap (MAX_WS_MESSAGE_BYTES): a frame of any size over it
-            # is refused with 1009.
-            "--ws-max-size",
-            "8192",
+            *UVICORN_FLAGS,
         ]
         env = {"DATABASE_URL": self.config.database_url, "SERVICE_NAME": name, **env}
+        self.readiness[name] = partial(self._wait_ready, port)
         self._spawn(name, command, env)
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
@@ -346,7 +341,8 @@ class NativeStack:
     async def _wait_ready(self, port: int) -> None:
         await self._wait_http(f"http://127.0.0.1:{port}/readyz")
 
-    async def _wait_http(self, url: str, within: float = 30.0) -> None:
+    async def _wait_http(self, url: str) -> None:
+        within = self.config.ready_within
         deadline = time.monotonic() + within
         async with httpx.AsyncClient() as client:
             while time.monotonic() < deadline:
@@ -377,7 +373,7 @@ class NativeStack:
 
     async def restart(self, name: str, within: float = 15.0) -> None:
         """Stops one process (SIGTERM, as a deploy does) and starts it again with the same
-        command and environment; for a service, returns once it is ready again."""
+        command and environment; returns once it is serving again."""
         process = self.process(name)
         # Out of the list first: a concurrent wait for readiness must not take this deliberate
         # stop for a crash.
@@ -390,8 +386,8 @@ class NativeStack:
             await asyncio.to_thread(process.wait)
         command, env = self.commands[name]
         self._spawn(name, command, env)
-        if "--port" in command:
-            await self._wait_ready(int(command[command.index("--port") + 1]))
+        if name in self.readiness:
+            await self.readiness[name]()
 
     def process(self, name: str) -> subprocess.Popen[bytes]:
         return next(process for n, process in self.processes if n == name)

@@ -6,17 +6,16 @@ and a TCP proxy of the test's own in front of the gateway."""
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import pytest
-from launcher import LauncherError, NativeStack
 
 from servicekit.db import asyncpg_dsn
+from servicekit.testing import events_sequenced
 
 from ..conftest import native_stack
 from .proxy import Proxy
@@ -43,12 +42,9 @@ class ClientStack:
 async def event_log(database_url: str, channel: str, after: int) -> list[dict[str, object]]:
     """The log's events on `channel` after `after`, once the sequencer has moved every event
     written so far from the inbox into the log (it does so a few milliseconds after commit)."""
+    await events_sequenced(database_url)
     connection = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        deadline = time.monotonic() + 10
-        while await connection.fetchval("SELECT count(*) FROM api.event_inbox"):
-            assert time.monotonic() < deadline, "the sequencer did not empty the inbox"
-            await asyncio.sleep(0.02)
         rows = await connection.fetch(
             "SELECT id, type FROM api.events WHERE channel = $1 AND id > $2 ORDER BY id",
             channel,
@@ -73,23 +69,10 @@ async def tiny_queue_stack() -> AsyncIterator[ClientStack]:
 
 
 @asynccontextmanager
-async def started_stack(name: str, env: dict[str, str]) -> AsyncIterator[NativeStack]:
-    """The stack, given a second chance to start: on a machine shared with other test runs a
-    service's imports alone can take most of the launcher's 30 s readiness wait."""
-    async with AsyncExitStack() as exits:
-        for attempt in (1, 2):
-            try:
-                stack = await exits.enter_async_context(native_stack(name, service_env=env))
-                break
-            except LauncherError:
-                if attempt == 2:
-                    raise
-        yield stack
-
-
-@asynccontextmanager
 async def controlled_stack(name: str, env: dict[str, str]) -> AsyncIterator[ClientStack]:
-    async with started_stack(name, env) as stack:
+    # A minute and a half to become ready: the client tests' stacks start while other test
+    # processes may be busy on the same cores.
+    async with native_stack(name, service_env=env, ready_within=90) as stack:
         database_url = stack.config.database_url
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -115,3 +115,21 @@ async def test_members_and_tasks(client_stack: ClientStack) -> None:
     await fails(editor.client.boards.get(board["id"]), 404, "board_not_found")
     await owner.client.aclose()
     await editor.client.aclose()
+
+
+async def test_429_from_the_gateway_carries_retry_after(client_stack: ClientStack) -> None:
+    async with AsyncStackClient(client_stack.base_url) as client:
+
+        async def attempt(index: int) -> StackError | None:
+            # Another email each time, so that auth's per-account throttling cannot answer first.
+            try:
+                await client.login(f"nobody-{index}-{uuid.uuid4().hex[:6]}@x.org", "wrong pass 1")
+            except StackError as error:
+                return error
+            return None
+
+        errors = await asyncio.gather(*(attempt(index) for index in range(30)))
+    limited = [error for error in errors if error is not None and error.status == 429]
+    assert limited, "the gateway never limited /auth/token"
+    assert (limited[0].error, limited[0].retry_after) == ("rate_limited", 1.0)
+    await asyncio.sleep(2.5)  # the limit's window, so that later tests log in at once

@@ -9,6 +9,7 @@ import pytest
 from .conftest import HEARTBEAT_SECONDS, ClientStack
 from .helpers import (
     PASSWORD,
+    TOLERANT_HEARTBEAT,
     Recorder,
     log_ids,
     patiently,
@@ -231,5 +232,38 @@ async def test_cut_off_as_too_slow_it_resumes_and_loses_nothing(
     await wait_for(lambda: len(record.events) >= len(expected))
     assert [e.id for e in record.events] == expected
     await subscription.aclose()
+    await owner.client.aclose()
+    await reader.client.aclose()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_cursor_ahead_of_the_log_is_reset_then_follows_live(
+    client_stack: ClientStack, transport: str
+) -> None:
+    owner, reader, board, channel, start = await shared_board(client_stack)
+    record = Recorder()
+    subscription = reader.client.live.subscribe(
+        [channel],
+        transport="sse" if transport == "sse" else "ws",
+        last_event_id=start + 10**9,
+        heartbeat=TOLERANT_HEARTBEAT,
+        on_state=record.states.append,
+    )
+    following = record.follow(subscription)
+    await wait_for(lambda: subscription.state == "live" and bool(record.resets), what="reset")
+    assert len(record.resets) == 1, record.resets
+    assert record.resets[0].channel == (channel if transport == "ws" else None)
+    # Line separators that JSON and jsonb leave as they are: the event stream's lines do not
+    # end at them.
+    title = "one\u2028two\u2029three\x85four"
+    created = await owner.client.tasks.create(board["id"], title=title)
+    await wait_for(lambda: len(record.events) == 1, what="the live event")
+    assert record.events[0].data["id"] == created["id"]
+    assert record.events[0].data["title"] == title
+    assert [e.id for e in record.events] == await log_ids(client_stack, channel, start)
+    # Closing ends an iteration that another task is waiting in.
+    await subscription.aclose()
+    await asyncio.wait_for(following, 5)
+    assert subscription.state == "stopped"
     await owner.client.aclose()
     await reader.client.aclose()

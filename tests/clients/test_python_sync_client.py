@@ -13,7 +13,10 @@ def script(base_url: str) -> tuple[list[str], StackError]:
     with StackClient(base_url) as client:
         email = f"sync-{uuid.uuid4().hex[:10]}@example.com"
         client.register(email, PASSWORD)
+        assert client.signed_in is False
         client.login(email, PASSWORD)
+        assert client.signed_in is True
+        assert client.base_url == base_url
         board = client.boards.create("Sync")
         titles = [client.tasks.create(board["id"], title=f"T{i}")["title"] for i in range(3)]
         listed = sorted(task["title"] for task in client.tasks.list(board["id"], limit=2))

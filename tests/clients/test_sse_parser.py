@@ -18,3 +18,10 @@ def test_frames_survive_any_split_of_the_stream() -> None:
             ("task.created", '{"a":\n1}', "7"),
             ("ready", '{"last_event_id": 7}', None),
         ], size
+
+
+def test_lines_end_only_at_cr_and_lf() -> None:
+    data = '{"title": "a\u2028b\u2029c\x85d\x0ce\x1cf"}'
+    assert SseParser().feed(f"id: 9\nevent: task.created\ndata: {data}\n\n") == [
+        ("task.created", data, "9")
+    ]

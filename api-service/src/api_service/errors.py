@@ -21,11 +21,6 @@ class LastOwner(Conflict):
     default_detail = "A board must keep at least one owner"
 
 
-class InvalidCursor(ServiceError):
-    error = "invalid_cursor"
-    default_detail = "The cursor is malformed; use a next_cursor from a previous page"
-
-
 class InvalidIfMatch(ServiceError):
     error = "invalid_if_match"
     default_detail = 'If-Match must be * or a list of quoted versions, e.g. "3"'

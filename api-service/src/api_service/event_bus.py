@@ -1,17 +1,5 @@
-"""Publishing committed batches on core NATS (at most once: the log stays the only durable
-record; realtime nodes repair what they miss from it).
-
-The wire contract, shared with realtime-service's bus module:
-- subject `events.<kind>.<id>` per channel `<kind>:<id>`: JSON `{"first", "last", "events"}`,
-  the events of one channel in one batch, oldest first, each `{"id", "channel", "type",
-  "data_json" (the data as the log's JSON text), "actor_id", "created_at" (ISO 8601)}`, and
-  `first`/`last` the id range of the whole batch;
-- subject `events.head`: JSON `{"through": N}`, the log's highest id, after every batch and on
-  every lease renewal (a heartbeat: a node that lost the end of a burst learns it here).
-A batch's messages are published in id order from one connection, so a node subscribed to
-`events.>` receives them in that order, and ids are dense: anything it expected and did not
-get is a gap it can read from the log.
-"""
+"""Publishing committed batches on the NATS event bus (servicekit.bus holds the wire
+contract realtime-service reads)."""
 
 import asyncio
 import json
@@ -20,20 +8,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-import nats
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
+from servicekit.bus import HEAD_SUBJECT, BusEvent, channel_subject, connect
+
 logger = logging.getLogger(__name__)
 
-HEAD_SUBJECT = "events.head"
 
-
-def channel_subject(channel: str) -> str:
-    return "events." + channel.replace(":", ".", 1)
-
-
-def _event_json(row: asyncpg.Record) -> dict[str, Any]:
+def _bus_event(row: asyncpg.Record) -> BusEvent:
     return {
         "id": row["id"],
         "channel": row["channel"],
@@ -57,21 +40,7 @@ class NatsBatchBus:
         self._connecting = asyncio.create_task(self._connect(), name="nats-connect")
 
     async def _connect(self) -> None:
-        while True:
-            try:
-                self._client = await nats.connect(
-                    self._url,
-                    name="api-sequencer",
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    connect_timeout=2,
-                    error_cb=_log_error,
-                )
-                return
-            except (OSError, NatsError, TimeoutError) as exc:
-                logger.warning("NATS connect failed", extra={"err": repr(exc)})
-                await asyncio.sleep(1)
+        self._client = await connect(self._url, "api-sequencer")
 
     async def close(self) -> None:
         if self._connecting is not None:
@@ -83,9 +52,9 @@ class NatsBatchBus:
         if not events:
             return
         first, last = events[0]["id"], events[-1]["id"]
-        by_channel: dict[str, list[dict[str, Any]]] = {}
+        by_channel: dict[str, list[BusEvent]] = {}
         for row in events:
-            by_channel.setdefault(row["channel"], []).append(_event_json(row))
+            by_channel.setdefault(row["channel"], []).append(_bus_event(row))
         for channel, channel_events in by_channel.items():
             payload = {"first": first, "last": last, "events": channel_events}
             await self._publish(channel_subject(channel), payload)
@@ -102,7 +71,3 @@ class NatsBatchBus:
             await client.publish(subject, json.dumps(payload, separators=(",", ":")).encode())
         except (NatsError, OSError) as exc:
             logger.warning("NATS publish failed", extra={"err": repr(exc)})
-
-
-async def _log_error(exc: Exception) -> None:
-    logger.warning("NATS error", extra={"err": repr(exc)})

@@ -1,7 +1,5 @@
 """Opaque keyset cursors: the (created_at, id) of the last item of a page, newest first."""
 
-import base64
-import binascii
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -11,7 +9,8 @@ from fastapi import Query
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import DateTime, Select, Table, Uuid, bindparam, tuple_
 
-from api_service.errors import InvalidCursor
+from servicekit import pagination
+from servicekit.pagination import InvalidCursor
 
 Limit = Annotated[int, Query(ge=1, le=100, description="Items per page")]
 Cursor = Annotated[
@@ -27,16 +26,15 @@ _START = (datetime(9999, 12, 31, tzinfo=UTC), uuid.UUID(int=(1 << 128) - 1))
 
 
 def encode_cursor(created_at: datetime, item_id: uuid.UUID) -> str:
-    raw = f"{created_at.isoformat()}|{item_id}".encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return pagination.encode_cursor(f"{created_at.isoformat()}|{item_id}")
 
 
 def decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID]:
     if cursor is None:
         return _START
+    position = pagination.decode_cursor(cursor)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created_at_text, item_id_text = raw.split("|")
+        created_at_text, item_id_text = position.split("|")
         created_at = datetime.fromisoformat(created_at_text)
         item_id = uuid.UUID(item_id_text)
         if created_at.tzinfo is None:
@@ -44,7 +42,7 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID]:
         # Well-formed, yet outside what a datetime (and so the driver) can hold once in UTC,
         # e.g. 9999-12-31T23:59:59-23:59.
         created_at = created_at.astimezone(UTC)
-    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError) as exc:
+    except (ValueError, OverflowError) as exc:
         raise InvalidCursor() from exc
     return created_at, item_id
 

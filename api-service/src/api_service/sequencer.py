@@ -115,7 +115,7 @@ def _moving_settled(final_select: str) -> str:
 
 
 _MOVE_AND_NOTIFY = _moving_settled(
-    f"SELECT count(*) AS moved, max(id) AS through, array_agg(delay) AS delays,"
+    f"SELECT count(*) AS moved, array_agg(delay) AS delays,"
     f" pg_notify('{NOTIFY_CHANNEL}', max(id)::text) FROM logged HAVING count(*) > 0"
 )
 _MOVE_AND_RETURN = _moving_settled(
@@ -142,7 +142,6 @@ class Sequencer:
         self._bus = bus
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.epoch: int | None = None
-        self.sequenced_through = 0
         self._connection: asyncpg.Connection | None = None
 
     async def run(self) -> None:
@@ -209,16 +208,19 @@ class Sequencer:
             return False  # the holder is inside a batch: its lease is alive
         if row is None:
             return False
-        self.epoch, self.sequenced_through = row["epoch"], row["sequenced_through"]
+        self.epoch = row["epoch"]
         LEADER.set(1)
         logger.info("sequencer lease acquired", extra={"epoch": self.epoch})
         if self._bus is not None:
-            await self._bus.publish_head(self.sequenced_through)
+            await self._bus.publish_head(row["sequenced_through"])
         return True
 
     async def _renew(self) -> bool:
         assert self._connection is not None
-        through = await self._connection.fetchval(_RENEW, self.holder, self.epoch, self._lease)
+        try:
+            through = await self._connection.fetchval(_RENEW, self.holder, self.epoch, self._lease)
+        except asyncpg.LockNotAvailableError:
+            through = None  # another replica holds the lease row: ours is gone
         if through is None:
             self._step_down()
             return False
@@ -229,25 +231,27 @@ class Sequencer:
     async def _move_batch(self) -> int:
         """One fenced batch; the number of events moved (0 when the lease was lost)."""
         assert self._connection is not None
-        async with self._connection.transaction():
-            fence = await self._connection.fetchval(_RENEW, self.holder, self.epoch, self._lease)
-            if fence is None:
-                REFUSED.inc()
-                logger.warning("sequencer batch refused: the lease was lost")
-                self._step_down()
-                return 0
-            if self._bus is None:
-                row = await self._connection.fetchrow(_MOVE_AND_NOTIFY, self._batch_size)
-                moved, through, delays = (
-                    (row["moved"], row["through"], row["delays"]) if row else (0, 0, [])
+        try:
+            async with self._connection.transaction():
+                fence = await self._connection.fetchval(
+                    _RENEW, self.holder, self.epoch, self._lease
                 )
-                events = []
-            else:
-                events = await self._connection.fetch(_MOVE_AND_RETURN, self._batch_size)
-                moved, through = len(events), events[-1]["id"] if events else 0
-                delays = [event["delay"] for event in events]
+                if fence is None:
+                    self._refused()
+                    return 0
+                if self._bus is None:
+                    row = await self._connection.fetchrow(_MOVE_AND_NOTIFY, self._batch_size)
+                    moved, delays = (row["moved"], row["delays"]) if row else (0, [])
+                    events = []
+                else:
+                    events = await self._connection.fetch(_MOVE_AND_RETURN, self._batch_size)
+                    moved, delays = len(events), [event["delay"] for event in events]
+        except asyncpg.LockNotAvailableError:
+            # The fence waited out `lock_timeout`: another replica holds the lease row (it took
+            # the lease, or is inside a batch of its own), so ours is gone.
+            self._refused()
+            return 0
         if moved:
-            self.sequenced_through = through
             BATCHES.inc()
             SEQUENCED.inc(moved)
             for delay in delays:
@@ -255,6 +259,11 @@ class Sequencer:
             if self._bus is not None:
                 await self._bus.publish_batch(events)
         return int(moved)
+
+    def _refused(self) -> None:
+        REFUSED.inc()
+        logger.warning("sequencer batch refused: the lease was lost")
+        self._step_down()
 
     async def _report_backlog(self) -> None:
         assert self._connection is not None

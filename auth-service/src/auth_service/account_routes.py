@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from auth_service import administration, lifecycle
-from auth_service.dependencies import AuthServiceDep
+from auth_service.dependencies import AuthServiceDep, CurrentUser
 from auth_service.errors import TooManyRequests
 from auth_service.mail import MailRequest
 from auth_service.models import User
@@ -22,17 +22,14 @@ from auth_service.schemas import (
 )
 from auth_service.throttle import spend_lookup
 from servicekit.db import SessionDep
-from servicekit.errors import NotFound
+from servicekit.errors import NotFound, error_responses
 from servicekit.schemas import Text
-from servicekit.security import CurrentUserId
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
-ERROR = {"description": "Error body `{error, detail}`"}
 
-
-async def current_admin(user_id: CurrentUserId, session: SessionDep) -> User:
-    return await administration.require_admin(session, user_id)
+async def current_admin(user: CurrentUser) -> User:
+    return administration.require_admin(user)
 
 
 AdminDep = Annotated[User, Depends(current_admin)]
@@ -41,7 +38,7 @@ AdminDep = Annotated[User, Depends(current_admin)]
 @router.get(
     "/admin/users",
     response_model=UserPageOut,
-    responses={400: ERROR, 401: ERROR, 403: ERROR},
+    responses=error_responses(400, 401, 403, 422, 503),
 )
 async def list_users(
     _: AdminDep,
@@ -57,7 +54,7 @@ async def list_users(
 @router.patch(
     "/admin/users/{user_id}",
     response_model=UserOut,
-    responses={401: ERROR, 403: ERROR, 404: ERROR, 409: ERROR},
+    responses=error_responses(401, 403, 404, 409, 422, 503),
 )
 async def update_user(
     user_id: uuid.UUID, body: AdminUserUpdate, admin: AdminDep, auth: AuthServiceDep
@@ -69,18 +66,18 @@ async def update_user(
 @router.get(
     "/users/lookup",
     response_model=MemberOut,
-    responses={401: ERROR, 404: ERROR, 429: ERROR},
+    responses=error_responses(401, 404, 422, 429, 503),
 )
 async def lookup_by_email(
     email: Annotated[Text, Query(min_length=3, max_length=254)],
-    user_id: CurrentUserId,
+    caller: CurrentUser,
     session: SessionDep,
     request: Request,
 ) -> Any:
     """Exact, case-insensitive match on an active account's email: `{id, display_name}`, else
     404. Rate-limited per user (it would otherwise enumerate accounts)."""
     retry_after = await spend_lookup(
-        session, user_id, request.app.state.settings.lookups_per_minute
+        session, caller.id, request.app.state.settings.lookups_per_minute
     )
     # Committed now: a 404 or 429 rolls back the request's transaction, and a miss is the
     # lookup that most needs counting.
@@ -116,23 +113,25 @@ async def openid_configuration(request: Request) -> OpenIdConfiguration:
     "/email/verify-request",
     status_code=status.HTTP_202_ACCEPTED,
     response_class=Response,
-    responses={401: ERROR},
+    responses=error_responses(401, 429, 503),
 )
-async def request_verification(
-    user_id: CurrentUserId, auth: AuthServiceDep, request: Request
-) -> Response:
+async def request_verification(user: CurrentUser, request: Request) -> Response:
     """Mails a verification link (one-time, 24 h) unless the address is verified already."""
-    user = await auth.get_user(user_id)
     request.app.state.mailer.submit(MailRequest(lifecycle.VERIFY, user_id=user.id))
     return Response(status_code=status.HTTP_202_ACCEPTED)
 
 
-@router.post("/email/verify", response_model=UserOut, responses={400: ERROR})
+@router.post("/email/verify", response_model=UserOut, responses=error_responses(400, 422, 503))
 async def verify_email(body: VerifyEmailRequest, session: SessionDep) -> Any:
     return await lifecycle.verify_email(session, body.token)
 
 
-@router.post("/password/forgot", status_code=status.HTTP_202_ACCEPTED, response_class=Response)
+@router.post(
+    "/password/forgot",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_class=Response,
+    responses=error_responses(422, 429),
+)
 async def forgot_password(body: ForgotPasswordRequest, request: Request) -> Response:
     """202 whatever the email: the account is looked up by a mail worker after the answer,
     so the answer's content and timing say nothing about it. Sends a reset link (one-time,
@@ -145,7 +144,7 @@ async def forgot_password(body: ForgotPasswordRequest, request: Request) -> Resp
     "/password/reset",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses={400: ERROR},
+    responses=error_responses(400, 422, 503),
 )
 async def reset_password(body: ResetPasswordRequest, auth: AuthServiceDep) -> Response:
     """Sets the password (registration's rules) and ends every session of the account."""

@@ -38,7 +38,7 @@ async def create_admin(settings: Settings, email: str) -> str:
     try:
         async with database.sessionmaker.begin() as session:
             user = await session.scalar(
-                select(User).where(func.lower(User.email) == email.lower()).with_for_update()
+                select(User).where(func.lower(User.email) == func.lower(email)).with_for_update()
             )
             if user is not None:
                 user.is_admin, user.is_active = True, True

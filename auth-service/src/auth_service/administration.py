@@ -1,7 +1,5 @@
 """User administration: the admin's page of users and their flags, and members by email."""
 
-import base64
-import binascii
 import uuid
 from dataclasses import dataclass
 
@@ -13,14 +11,8 @@ from auth_service.models import LoginSession, User
 from auth_service.revocation_events import DEACTIVATED, REACTIVATED, append_revocation
 from auth_service.schemas import AdminUserUpdate
 from auth_service.service import AuthService
-from servicekit.errors import Forbidden, NotFound, ServiceError
-from servicekit.schemas import storable_text
-
-
-class InvalidCursor(ServiceError):
-    status_code = 400
-    error = "invalid_cursor"
-    default_detail = "The cursor is malformed"
+from servicekit.errors import Forbidden, NotFound
+from servicekit.pagination import decode_cursor, encode_cursor
 
 
 @dataclass(frozen=True)
@@ -29,29 +21,15 @@ class UserPage:
     next_cursor: str | None
 
 
-def encode_cursor(email: str) -> str:
-    return base64.urlsafe_b64encode(email.lower().encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        # Decoded bytes are the client's: they could hold NUL, which PostgreSQL cannot compare.
-        return storable_text(base64.b64decode(padded, altchars=b"-_", validate=True).decode())
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidCursor() from exc
-
-
 def _like_prefix(prefix: str) -> str:
-    escaped = prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"{escaped}%"
 
 
-async def require_admin(session: AsyncSession, user_id: uuid.UUID) -> User:
-    """The caller, if an active admin; 403 otherwise. Read from the database on every call, so
-    a demotion takes effect at once."""
-    user = await session.get(User, user_id)
-    if user is None or not user.is_active or not user.is_admin:
+def require_admin(user: User) -> User:
+    """The caller (read from the database on every request, so a demotion takes effect at
+    once), if an admin; 403 otherwise."""
+    if not user.is_admin:
         raise Forbidden("Admins only")
     return user
 
@@ -59,16 +37,17 @@ async def require_admin(session: AsyncSession, user_id: uuid.UUID) -> User:
 async def list_users(
     session: AsyncSession, email_prefix: str | None, limit: int, cursor: str | None
 ) -> UserPage:
-    """Users in email order, keyset-paged on the lower-cased email (unique, and indexed)."""
+    """Users in email order, keyset-paged on the email as PostgreSQL lower-cases it (unique,
+    and indexed; Python's lower() differs from it for some letters, e.g. U+0130)."""
     email_key = func.lower(User.email)
-    query = select(User).order_by(email_key).limit(limit + 1)
+    query = select(User, email_key).order_by(email_key).limit(limit + 1)
     if email_prefix:
-        query = query.where(email_key.like(_like_prefix(email_prefix), escape="\\"))
+        query = query.where(email_key.like(func.lower(_like_prefix(email_prefix)), escape="\\"))
     if cursor is not None:
         query = query.where(email_key > decode_cursor(cursor))
-    users = list((await session.scalars(query)).all())
-    next_cursor = encode_cursor(users[limit - 1].email) if len(users) > limit else None
-    return UserPage(users[:limit], next_cursor)
+    rows = (await session.execute(query)).all()
+    next_cursor = encode_cursor(rows[limit - 1][1]) if len(rows) > limit else None
+    return UserPage([row[0] for row in rows[:limit]], next_cursor)
 
 
 async def update_user(
@@ -96,6 +75,6 @@ async def update_user(
 
 async def find_by_email(session: AsyncSession, email: str) -> User | None:
     user: User | None = await session.scalar(
-        select(User).where(func.lower(User.email) == email.strip().lower(), User.is_active)
+        select(User).where(func.lower(User.email) == func.lower(email.strip()), User.is_active)
     )
     return user

@@ -25,6 +25,8 @@ class Settings(ServiceSettings):
     login_failure_window_seconds: int = 15 * 60
     login_lockout_base_seconds: int = 60
     login_lockout_cap_seconds: int = 15 * 60
+    # How often expired throttle rows, lookup budgets and one-time tokens are deleted.
+    housekeeping_interval_seconds: float = 10 * 60
     # Members by email: lookups per user per minute.
     lookups_per_minute: int = 30
     # Mail (verification and password reset). Without SMTP_HOST nothing is sent; the native

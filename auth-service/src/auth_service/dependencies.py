@@ -2,8 +2,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from auth_service.models import User
 from auth_service.service import AuthService
 from servicekit.db import SessionDep
+from servicekit.security import CurrentClaims
 
 
 async def get_auth_service(request: Request, session: SessionDep) -> AuthService:
@@ -12,3 +14,10 @@ async def get_auth_service(request: Request, session: SessionDep) -> AuthService
 
 
 AuthServiceDep = Annotated[AuthService, Depends(get_auth_service)]
+
+
+async def current_user(claims: CurrentClaims, auth: AuthServiceDep) -> User:
+    return await auth.current_user(claims)
+
+
+CurrentUser = Annotated[User, Depends(current_user)]

@@ -44,7 +44,7 @@ async def prepare_mail(
         else:
             assert request.email is not None
             user = await session.scalar(
-                select(User).where(func.lower(User.email) == request.email.lower())
+                select(User).where(func.lower(User.email) == func.lower(request.email))
             )
         if user is None or not user.is_active or (request.kind == VERIFY and user.email_verified):
             return None

@@ -17,6 +17,7 @@ import aiosmtplib
 
 from auth_service import metrics
 from auth_service.config import Settings
+from servicekit.outage import is_database_unavailable, outage
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +106,12 @@ class Mailer:
             request = await self._queue.get()
             try:
                 mail = await self._prepare(request)
-            except Exception:
+            except Exception as exc:
                 metrics.EMAILS_SENT.labels(kind=request.kind, outcome="failed").inc()
-                logger.exception("mail not prepared", extra={"kind": request.kind})
+                if is_database_unavailable(exc):
+                    outage.began(exc)  # logged once per outage, not once per message
+                else:
+                    logger.exception("mail not prepared", extra={"kind": request.kind})
                 continue
             if mail is not None:
                 await self._send_with_retries(mail)

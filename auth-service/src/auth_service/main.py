@@ -1,3 +1,4 @@
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -6,6 +7,7 @@ from fastapi import FastAPI
 
 from auth_service import account_routes, routes
 from auth_service.config import Settings
+from auth_service.housekeeping import prune_periodically
 from auth_service.keys import SigningKeys
 from auth_service.lifecycle import prepare_mail
 from auth_service.mail import Mailer
@@ -29,6 +31,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         mailer = Mailer(settings, partial(prepare_mail, database.sessionmaker, settings))
         mailer.start()
         app.state.mailer = mailer
+        housekeeping = asyncio.create_task(
+            prune_periodically(database.sessionmaker, settings), name="housekeeping"
+        )
         # auth-service verifies its own tokens from the database's key set, not over HTTP.
         app.state.token_verifier = token_verifier_for(settings, signing_keys.keyset)
         app.state.health.add_check("database", database.check)
@@ -36,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            housekeeping.cancel()
             await mailer.stop()
             await database.dispose()
 

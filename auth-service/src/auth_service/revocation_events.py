@@ -30,9 +30,11 @@ async def append_revocation(
     session: AsyncSession, event_type: str, user_id: uuid.UUID, actor_id: uuid.UUID
 ) -> None:
     data: dict[str, object] = {"user_id": str(user_id)}
-    if event_type == SESSIONS_REVOKED:
-        # Whole seconds, as `iat` is: a token issued in this second before the change is
-        # still honoured, so that one issued in it after the change (a new login) is too.
+    if event_type in (SESSIONS_REVOKED, REACTIVATED):
+        # Tokens issued before this are refused (after a reactivation: those from before the
+        # deactivation). Whole seconds by auth's clock, as `iat` is: a token issued in this
+        # second before the change is still honoured, so that one issued in it after the
+        # change (a new login) is too.
         data["issued_before"] = int(time.time())
     await session.execute(
         _APPEND,

@@ -8,7 +8,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from auth_service.dependencies import AuthServiceDep
+from auth_service.dependencies import AuthServiceDep, CurrentUser
 from auth_service.errors import LoginThrottled, OAuthError, invalid_request
 from auth_service.schemas import (
     JwksResponse,
@@ -133,14 +133,16 @@ async def logout(body: LogoutRequest, auth: AuthServiceDep) -> None:
 
 
 @router.get("/users/me", response_model=UserOut, responses=error_responses(401, 503))
-async def read_me(claims: CurrentClaims, auth: AuthServiceDep) -> Any:
-    return await auth.get_user(claims.user_id)
+async def read_me(user: CurrentUser) -> Any:
+    return user
 
 
 @router.patch("/users/me", response_model=UserOut, responses=error_responses(401, 403, 422, 503))
-async def update_me(body: UpdateMeRequest, claims: CurrentClaims, auth: AuthServiceDep) -> Any:
+async def update_me(
+    body: UpdateMeRequest, user: CurrentUser, claims: CurrentClaims, auth: AuthServiceDep
+) -> Any:
     """A password change needs `current_password` and ends the user's other sessions."""
-    return await auth.update_me(claims.user_id, claims.session_id, body)
+    return await auth.update_me(user, claims.session_id, body)
 
 
 @router.get("/.well-known/jwks.json", response_model=JwksResponse, responses=error_responses(503))

@@ -22,6 +22,7 @@ from auth_service.passwords import PasswordHasher
 from auth_service.schemas import RegisterRequest, UpdateMeRequest
 from auth_service.throttle import LoginThrottling, email_key
 from servicekit.errors import InvalidToken
+from servicekit.jwks import AccessClaims
 from servicekit.jwt import encode_access_token
 
 MAX_PASSWORD_CHARS = 128
@@ -72,10 +73,22 @@ class AuthService:
             raise EmailTaken()
         return user
 
-    async def get_user(self, user_id: uuid.UUID) -> User:
-        user = await self.session.get(User, user_id)
-        if user is None or not user.is_active:
-            raise InvalidToken("The token's user no longer exists or is deactivated")
+    async def current_user(self, claims: AccessClaims) -> User:
+        """The token's user, while the account is active and the token's session has not ended
+        (logout, a password reset or a change elsewhere, deactivation). auth-service asks its
+        own tables; api-service and realtime-service learn of it from the event log."""
+        user = await self.session.scalar(
+            select(User)
+            .join(LoginSession, LoginSession.user_id == User.id)
+            .where(
+                User.id == claims.user_id,
+                User.is_active.is_(True),
+                LoginSession.id == _uuid_or_nil(claims.session_id or ""),
+                LoginSession.revoked_at.is_(None),
+            )
+        )
+        if user is None:
+            raise InvalidToken("The token's session has ended or its user is deactivated")
         return user
 
     async def login(self, email: str, password: str) -> TokenPair:
@@ -87,12 +100,20 @@ class AuthService:
             raise LoginThrottled(retry_after)
         user = await self._authenticate(email, password)
         if user is None:
-            metrics.LOGINS.labels(outcome="invalid_credentials").inc()
-            await self.throttling.record_failure(throttle_key)
+            retry_after = await self.throttling.record_failure(throttle_key)
             # Committed now: the error that follows rolls back the request's transaction.
             await self.session.commit()
+        else:
+            retry_after = await self.throttling.clear(throttle_key)
+        if retry_after is not None:
+            # Attempts sent together all pass the check above before the first failure is
+            # counted: those that finish after the lockout began are refused like later ones,
+            # whether their password was right or not.
+            metrics.LOGINS.labels(outcome="throttled").inc()
+            raise LoginThrottled(retry_after)
+        if user is None:
+            metrics.LOGINS.labels(outcome="invalid_credentials").inc()
             raise invalid_grant()
-        await self.throttling.clear(throttle_key)
         if not user.is_active:
             metrics.LOGINS.labels(outcome="inactive").inc()
             raise invalid_grant("The account is deactivated")
@@ -107,7 +128,7 @@ class AuthService:
             # No account can match, and hashing megabytes of input is a denial of service.
             return None
         user = await self.session.scalar(
-            select(User).where(func.lower(User.email) == email.lower())
+            select(User).where(func.lower(User.email) == func.lower(email))
         )
         if user is None:
             await self.passwords.verify_dummy(password)
@@ -172,10 +193,7 @@ class AuthService:
         if session_id is not None:
             await self.revoke_sessions(LoginSession.id == session_id, reason="logout")
 
-    async def update_me(
-        self, user_id: uuid.UUID, session_id: str | None, request: UpdateMeRequest
-    ) -> User:
-        user = await self.get_user(user_id)
+    async def update_me(self, user: User, session_id: str | None, request: UpdateMeRequest) -> User:
         if request.display_name is None and request.password is None:
             return user
         if request.display_name is not None:

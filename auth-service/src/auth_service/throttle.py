@@ -45,9 +45,11 @@ class LoginThrottling:
         assert locked_until is not None  # the query asks for a future one
         return _seconds_until(locked_until, now)
 
-    async def record_failure(self, key: bytes) -> None:
+    async def record_failure(self, key: bytes) -> int | None:
         """Count a failure; the one that reaches the limit starts a lockout, each lockout twice
-        as long as the one before (up to the cap) until a quiet window resets the doubling."""
+        as long as the one before (up to the cap) until a quiet window resets the doubling.
+        A failure that finds a lockout begun since its attempt passed `locked_for` (attempts
+        sent together) is not counted: the seconds the lockout has left are returned instead."""
         settings = self.settings
         await self.session.execute(
             insert(LoginThrottle)
@@ -63,6 +65,8 @@ class LoginThrottling:
             )
         ).one()
         throttle, now = row[0], row[1]
+        if throttle.locked_until is not None and throttle.locked_until > now:
+            return _seconds_until(throttle.locked_until, now)
         window = timedelta(seconds=settings.login_failure_window_seconds)
         if throttle.window_started_at < now - window:
             throttle.failures, throttle.window_started_at = 0, now
@@ -78,9 +82,22 @@ class LoginThrottling:
             throttle.locked_until = now + timedelta(seconds=lockout)
             throttle.failures, throttle.window_started_at = 0, now
         await self.session.flush()
+        return None
 
-    async def clear(self, key: bytes) -> None:
-        await self.session.execute(delete(LoginThrottle).where(LoginThrottle.email_hash == key))
+    async def clear(self, key: bytes) -> int | None:
+        """Forget the failures of `key` (a good password, or a reset link); the seconds left of
+        a lockout in force, if one began since the attempt passed `locked_for` (the caller
+        then refuses the attempt, and its rollback keeps the row)."""
+        row = (
+            await self.session.execute(
+                delete(LoginThrottle)
+                .where(LoginThrottle.email_hash == key)
+                .returning(LoginThrottle.locked_until, func.now())
+            )
+        ).first()
+        if row is None or row.locked_until is None or row.locked_until <= row.now:
+            return None
+        return _seconds_until(row.locked_until, row.now)
 
 
 async def spend_lookup(session: AsyncSession, user_id: uuid.UUID, per_minute: int) -> int | None:

@@ -11,8 +11,16 @@ def test_deactivation_revokes_every_token_until_reactivated() -> None:
     assert revoked.is_revoked(user, issued_at=time.time() + 10)
     assert revoked.is_deactivated(user)
     assert not revoked.is_revoked(uuid.uuid4(), issued_at=0)
-    revoked.apply(REACTIVATED, {"user_id": str(user)}, time.time())
-    assert not revoked.is_revoked(user, issued_at=0)
+    reactivated_at = time.time()
+    revoked.apply(
+        REACTIVATED, {"user_id": str(user), "issued_before": reactivated_at}, reactivated_at
+    )
+    assert not revoked.is_revoked(user, issued_at=reactivated_at)
+    assert not revoked.is_deactivated(user)
+    # Deactivation ended every session: a token from before it does not come back to life.
+    assert revoked.is_revoked(user, issued_at=reactivated_at - 10)
+    assert revoked.apply(REACTIVATED, {"user_id": str(uuid.uuid4())}, time.time()) is not None
+    assert len(revoked) == 1
 
 
 def test_sessions_revoked_refuses_only_tokens_issued_before() -> None:
@@ -43,3 +51,14 @@ def test_the_set_is_bounded_and_ignores_malformed_events() -> None:
     assert revoked.apply(DEACTIVATED, {"user_id": "nope"}, time.time()) is None
     assert revoked.apply(DEACTIVATED, {}, time.time()) is None
     assert len(revoked) == 3
+
+
+def test_a_full_set_makes_room_by_forgetting_expired_entries_first() -> None:
+    revoked = RevokedUsers(window_seconds=60, max_entries=2)
+    expired, live, new = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    revoked.apply(SESSIONS_REVOKED, {"user_id": str(expired)}, time.time() - 61)
+    revoked.apply(DEACTIVATED, {"user_id": str(live)}, time.time())
+    revoked.apply(DEACTIVATED, {"user_id": str(new)}, time.time())
+    assert len(revoked) == 2
+    assert revoked.is_revoked(live, issued_at=0)
+    assert revoked.is_revoked(new, issued_at=0)

@@ -4,6 +4,7 @@ uses a real PostgreSQL database."""
 import io
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -245,8 +246,19 @@ async def test_readiness_runs_registered_checks(app: FastAPI, client: httpx.Asyn
 
 async def test_docs_live_under_the_service_prefix(client: httpx.AsyncClient) -> None:
     assert (await client.get("/kit/openapi.json")).json()["info"]["title"] == "kit"
-    assert (await client.get("/kit/docs")).status_code == 200
+    page = await client.get("/kit/docs")
+    assert page.status_code == 200
     assert (await client.get("/docs")).status_code == 404
+    # Every asset the page names is served by the service itself, and no script is inline
+    # (the gateway's Content-Security-Policy allows `script-src 'self'` only).
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sorted(assets) == [
+        f"/kit/docs/assets/{name}"
+        for name in ("favicon.png", "swagger-init.js", "swagger-ui-bundle.js", "swagger-ui.css")
+    ]
+    for asset in assets:
+        assert (await client.get(asset)).status_code == 200, asset
+    assert "<script>" not in page.text
 
 
 async def test_metrics_record_templated_routes_only(client: httpx.AsyncClient) -> None:

@@ -1,13 +1,12 @@
 """The realtime end of the NATS event bus: one subscription to `events.>`, decoded into items
 the hub handles in arrival order.
 
-The wire contract is api-service's (api_service.event_bus): per-channel messages
-`{"first", "last", "events"}` for each committed batch, then `events.head` `{"through"}`,
-which the sequencer also repeats as a heartbeat. One subscription keeps the publisher's order,
+The wire contract is servicekit.bus: per-channel messages `{"first", "last", "events"}` for
+each committed batch, then `events.head` `{"through"}`, which the sequencer also repeats as a
+heartbeat. One subscription keeps the publisher's order,
 and the log's ids are dense, so the hub knows which id comes next, whatever the channel.
 """
 
-import asyncio
 import json
 import logging
 import uuid
@@ -15,18 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import Error as NatsError
 
 from realtime_service.events import LogEvent
 from realtime_service.metrics import BUS_CONNECTED
+from servicekit.bus import ALL_SUBJECTS, HEAD_SUBJECT, BusEvent, connect
 
 logger = logging.getLogger(__name__)
-
-SUBJECTS = "events.>"
-HEAD_SUBJECT = "events.head"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +52,7 @@ def decode(subject: str, payload: bytes) -> BatchPart | Head:
     message = json.loads(payload)
     if subject == HEAD_SUBJECT:
         return Head(int(message["through"]))
+    bus_events: list[BusEvent] = message["events"]
     events = [
         LogEvent.from_row(
             id=int(e["id"]),
@@ -66,7 +62,7 @@ def decode(subject: str, payload: bytes) -> BatchPart | Head:
             actor_id=uuid.UUID(e["actor_id"]),
             created_at=datetime.fromisoformat(e["created_at"]),
         )
-        for e in message["events"]
+        for e in bus_events
     ]
     return BatchPart(int(message["first"]), int(message["last"]), events)
 
@@ -81,29 +77,18 @@ class EventBus:
         self.connected = False
 
     async def run(self) -> None:
-        """Connect, retrying until it works; nats-py reconnects by itself afterwards."""
-        while self._client is None:
-            try:
-                client = await nats.connect(
-                    self._url,
-                    name="realtime",
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    connect_timeout=2,
-                    disconnected_cb=self._on_disconnected,
-                    reconnected_cb=self._on_reconnected,
-                    error_cb=self._on_error,
-                )
-                await client.subscribe(SUBJECTS, cb=self._on_message)
-            except (OSError, NatsError, TimeoutError) as exc:
-                logger.warning("NATS connect failed", extra={"err": repr(exc)})
-                await asyncio.sleep(1)
-                continue
-            self._client = client
-            self._set_connected(True)
-            # Whatever was published before the subscription is read from the log.
-            self._deliver(Reconnected())
+        """Connect (retrying until the server answers) and subscribe."""
+        client = await connect(
+            self._url,
+            "realtime",
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+        await client.subscribe(ALL_SUBJECTS, cb=self._on_message)
+        self._client = client
+        self._set_connected(True)
+        # Whatever was published before the subscription is read from the log.
+        self._deliver(Reconnected())
 
     async def close(self) -> None:
         if self._client is not None and not self._client.is_closed:
@@ -128,6 +113,3 @@ class EventBus:
     async def _on_reconnected(self) -> None:
         self._set_connected(True)
         self._deliver(Reconnected())
-
-    async def _on_error(self, exc: Exception) -> None:
-        logger.warning("NATS error", extra={"err": repr(exc)})

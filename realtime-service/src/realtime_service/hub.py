@@ -43,10 +43,6 @@ EVENTS_CHANNEL = "api_events"
 MESSAGES_CHANNEL = "realtime_messages"
 _BATCH = 500
 
-_SELECT_AFTER = (
-    "SELECT id, channel, type, data::text AS data_json, actor_id, created_at"
-    " FROM api.events WHERE id > $1 ORDER BY id LIMIT $2"
-)
 _SELECT_RANGE = (
     "SELECT id, channel, type, data::text AS data_json, actor_id, created_at"
     " FROM api.events WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3"
@@ -281,16 +277,17 @@ class Hub:
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
             self._wake.clear()
             try:
-                await self._read_new_events()
+                await self._read_log(_END_OF_LOG, "tail")
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 logger.warning("outbox read failed", extra={"err": repr(exc)})
                 await self._reconnect_reader()
 
-    async def _read_new_events(self) -> None:
+    async def _read_log(self, through: int, purpose: str) -> None:
+        """Dispatch the log's events in (cursor, through], in queries of up to `_BATCH`."""
         assert self._reader is not None
-        while True:
-            rows = await self._reader.fetch(_SELECT_AFTER, self.cursor, _BATCH)
-            LOG_QUERIES.labels(purpose="tail").inc()
+        while self.cursor < through:
+            rows = await self._reader.fetch(_SELECT_RANGE, self.cursor, through, _BATCH)
+            LOG_QUERIES.labels(purpose=purpose).inc()
             for row in rows:
                 self._dispatch(LogEvent.from_row(**row))
                 self.cursor = row["id"]
@@ -334,16 +331,8 @@ class Hub:
 
     async def _repair(self, through: int, reason: str) -> None:
         """Read (cursor, through] from the log and dispatch it, then carry on from pending."""
-        assert self._reader is not None
         GAP_REPAIRS.labels(reason=reason).inc()
-        while self.cursor < through:
-            rows = await self._reader.fetch(_SELECT_RANGE, self.cursor, through, _BATCH)
-            LOG_QUERIES.labels(purpose="repair").inc()
-            for row in rows:
-                self._dispatch(LogEvent.from_row(**row))
-                self.cursor = row["id"]
-            if len(rows) < _BATCH:
-                break
+        await self._read_log(through, "repair")
         for stale in [i for i in self._pending if i <= self.cursor]:
             del self._pending[stale]
         self._advance()

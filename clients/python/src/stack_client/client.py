@@ -28,14 +28,18 @@ class Tokens:
         return min(MAX_REFRESH_MARGIN, self.lifetime / 2)
 
 
+def not_signed_in() -> StackError:
+    return StackError(401, {"error": "not_signed_in", "detail": "Log in first"})
+
+
 def if_match_header(value: int | str) -> dict[str, str]:
     if isinstance(value, int):
         return {"If-Match": f'"{value}"'}
     return {"If-Match": value if value.startswith(('"', "W/")) else f'"{value}"'}
 
 
-def retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def retry_after(value: str | None) -> float | None:
+    """A `Retry-After` header's seconds (the stack never sends the date form)."""
     return float(value) if value is not None and value.isdigit() else None
 
 
@@ -159,7 +163,7 @@ class AsyncStackClient:
         """A new token pair now. Concurrent callers share one request: a refresh token is
         spent on use, and presenting it twice would end the session."""
         if self._tokens is None:
-            raise StackError(401, {"error": "not_signed_in", "detail": "Log in first"})
+            raise not_signed_in()
         if self._refreshing is None or self._refreshing.done():
             self._refreshing = asyncio.create_task(self._refresh(self._tokens))
         await asyncio.shield(self._refreshing)
@@ -183,12 +187,13 @@ class AsyncStackClient:
         newer than `newer_than`."""
         tokens = self._tokens
         if tokens is None:
-            raise StackError(401, {"error": "not_signed_in", "detail": "Log in first"})
+            raise not_signed_in()
         stale = tokens.expires_at - time.time() < tokens.margin
         if stale or (newer_than is not None and tokens.expires_at <= newer_than):
             await self.refresh()
             tokens = self._tokens
-            assert tokens is not None
+            if tokens is None:  # signed out while refreshing
+                raise not_signed_in()
         return tokens.access, tokens.expires_at
 
     # Requests.
@@ -260,7 +265,9 @@ class AsyncStackClient:
             except ValueError:
                 body = {"error": f"http_{response.status_code}", "detail": response.text[:200]}
         if response.is_error:
-            raise StackError(response.status_code, body, retry_after(response))
+            raise StackError(
+                response.status_code, body, retry_after(response.headers.get("Retry-After"))
+            )
         return body, response.headers.get("ETag")
 
     async def paginate(self, path: str, **params: Any) -> AsyncIterator[JSON]:

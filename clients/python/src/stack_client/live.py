@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -26,6 +27,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from stack_client.client import retry_after
 from stack_client.errors import StackError, SubscriptionStopped
 
 if TYPE_CHECKING:
@@ -202,6 +204,10 @@ class Subscription:
         # the connection off as too slow (4002), and the subscription resumes from its position.
         self._queue: asyncio.Queue[Item | BaseException | None] = asyncio.Queue(queue_size)
         self._runner: asyncio.Task[None] | None = None
+        # No more items will come: closed by the application, or the stop or failure that
+        # ends the iteration has been raised.
+        self._ended = False
+        self._failure: Exception | None = None
         self._went_live = asyncio.Event()
         self._socket: ClientConnection | None = None
 
@@ -224,6 +230,8 @@ class Subscription:
         live.cancel()
         if self.stopped is not None:
             raise self.stopped
+        if self._failure is not None:
+            raise self._failure
         return self
 
     async def __aexit__(
@@ -243,11 +251,12 @@ class Subscription:
 
     async def _items(self) -> AsyncIterator[Item]:
         self.start()
-        while True:
+        while not (self._ended and self._queue.empty()):
             item = await self._queue.get()
             if item is None:
                 return
             if isinstance(item, BaseException):
+                self._ended = True
                 raise item
             yield item
 
@@ -258,6 +267,10 @@ class Subscription:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
         self._set_state(StateChange("stopped", 1000, "closed by the client"))
+        # Ends an iteration waiting in another task (a full queue: it ends once drained).
+        self._ended = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
 
     async def publish(self, channel: str, data: Any) -> None:
         if self._socket is None or self.state != "live":
@@ -273,40 +286,49 @@ class Subscription:
             self.on_state(change)
 
     async def _run(self) -> None:
-        attempt = 0
-        initial, ceiling = self.backoff
         try:
-            while True:
-                ended = await self._connect_once()
-                if ended.was_live:
-                    attempt = 0
-                if ended.code in STOP_CODES:
-                    self.stopped = SubscriptionStopped(ended.code, ended.reason)
-                    self._set_state(StateChange("stopped", ended.code, ended.reason))
-                    await self._queue.put(self.stopped)
-                    return
-                top = min(ceiling, initial * 2**attempt)
-                if ended.code in REFRESH_CODES:
-                    try:
-                        await self.client.access_token(newer_than=ended.token_expires_at)
-                    except StackError:
-                        if not self.client.signed_in:
-                            continue  # the next attempt reports the sign-out as 4401
-                    delay = random.uniform(0, 0.25)  # noqa: S311 (jitter, not secrecy)
-                elif ended.code in RESUME_NOW_CODES:
-                    # Everyone on a restarting replica reconnects at once: spread them out.
-                    delay = random.uniform(0, top)  # noqa: S311
-                else:
-                    delay = random.uniform(top / 2, top)  # noqa: S311
-                    delay = max(delay, ended.retry_after or 0.0)
-                attempt += 1
-                self._set_state(StateChange("reconnecting", ended.code, ended.reason, delay))
-                await asyncio.sleep(delay)
+            await self._follow()
+        except Exception as error:
+            # A malformed frame or a bug: end the iteration with it rather than leave it waiting.
+            self._failure = error
+            self._set_state(StateChange("stopped", None, f"failed: {error!r}"))
+            await self._queue.put(error)
         finally:
             self.live.subscriptions.discard(self)
 
+    async def _follow(self) -> None:
+        attempt = 0
+        initial, ceiling = self.backoff
+        while True:
+            ended = await self._connect_once()
+            if ended.was_live:
+                attempt = 0
+            if ended.code in STOP_CODES:
+                self.stopped = SubscriptionStopped(ended.code, ended.reason)
+                self._set_state(StateChange("stopped", ended.code, ended.reason))
+                await self._queue.put(self.stopped)
+                return
+            top = min(ceiling, initial * 2**attempt)
+            if ended.code in REFRESH_CODES:
+                try:
+                    await self.client.access_token(newer_than=ended.token_expires_at)
+                except StackError:
+                    if not self.client.signed_in:
+                        continue  # the next attempt reports the sign-out as 4401
+                delay = random.uniform(0, 0.25)  # noqa: S311 (jitter, not secrecy)
+            elif ended.code in RESUME_NOW_CODES:
+                # Everyone on a restarting replica reconnects at once: spread them out.
+                delay = random.uniform(0, top)  # noqa: S311
+            else:
+                delay = random.uniform(top / 2, top)  # noqa: S311
+                delay = max(delay, ended.retry_after or 0.0)
+            attempt += 1
+            self._set_state(StateChange("reconnecting", ended.code, ended.reason, delay))
+            await asyncio.sleep(delay)
+
     async def _connect_once(self) -> Ended:
-        self._set_state(StateChange("connecting" if self.connections == 0 else "reconnecting"))
+        # Connecting until the first connection is up or fails; reconnecting from then on.
+        self._set_state(StateChange("reconnecting" if self.state != "connecting" else "connecting"))
         try:
             _, token_expires_at = await self.client.access_token()
             ticket = await self.live.ticket()
@@ -364,6 +386,11 @@ def _event(body: dict[str, Any], type_key: str = "type") -> Event:
     )
 
 
+# The event stream's line ends, and only those: `str.splitlines` would also split inside the
+# data at U+2028, U+0085 and the like, which JSON (and PostgreSQL's jsonb) leave unescaped.
+LINE_END = re.compile(r"\r\n|\r|\n")
+
+
 class SseParser:
     """The text/event-stream format: frames of `event`, `data` and `id` fields."""
 
@@ -375,12 +402,12 @@ class SseParser:
 
     def feed(self, text: str) -> list[tuple[str, str, str | None]]:
         frames: list[tuple[str, str, str | None]] = []
-        self.buffer += text
-        lines = self.buffer.splitlines(keepends=True)
-        # The last line may be incomplete (or a \r whose \n is still to come).
-        self.buffer = lines.pop() if lines and not lines[-1].endswith("\n") else ""
-        for raw in lines:
-            line = raw.rstrip("\r\n")
+        buffer = self.buffer + text
+        # A \r at the end may be the first half of a \r\n still to come: keep it for later.
+        held = "\r" if buffer.endswith("\r") else ""
+        *lines, rest = LINE_END.split(buffer.removesuffix(held))
+        self.buffer = rest + held
+        for line in lines:
             if line == "":
                 if self.data or self.event:
                     frames.append((self.event or "message", "\n".join(self.data), self.id))
@@ -421,7 +448,9 @@ class _SseConnection:
                 if response.is_error:
                     await response.aread()
                     code = HTTP_TO_CLOSE_CODE.get(response.status_code, LOST)
-                    return Ended(code, f"{response.status_code}: {response.text[:200]}")
+                    reason = f"{response.status_code}: {response.text[:200]}"
+                    wait = retry_after(response.headers.get("Retry-After"))
+                    return Ended(code, reason, retry_after=wait)
                 parser = SseParser()
                 async for text in response.aiter_text():
                     for event, data, event_id in parser.feed(text):
@@ -498,7 +527,10 @@ class _WsConnection:
             return Ended(closed.rcvd.code, closed.rcvd.reason, self.was_live)
         except InvalidStatus as refused:
             status = refused.response.status_code
-            return Ended(HTTP_TO_CLOSE_CODE.get(status, LOST), f"refused: {status}")
+            wait = retry_after(refused.response.headers.get("Retry-After"))
+            return Ended(
+                HTTP_TO_CLOSE_CODE.get(status, LOST), f"refused: {status}", retry_after=wait
+            )
         except (OSError, TimeoutError) as exc:
             return Ended(LOST, f"connection failed: {exc!r}", self.was_live)
         finally:
@@ -511,17 +543,21 @@ class _WsConnection:
 
     async def _keepalive(self, socket: ClientConnection, token_changed: asyncio.Event) -> None:
         """Pings every heartbeat, and hands each refreshed token to the server before the
-        connection's one expires (so a live WebSocket never has to reconnect for it)."""
+        connection's one expires (so a live WebSocket never has to reconnect for it). A token
+        does not put the next ping off: the stall detector counts on one every heartbeat."""
         client = self.subscription.client
+        loop = asyncio.get_running_loop()
+        next_ping = loop.time() + self.subscription.heartbeat
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.subscription.heartbeat):
+                async with asyncio.timeout_at(next_ping):
                     await token_changed.wait()
             if token_changed.is_set():
                 token_changed.clear()
                 token, _ = await client.access_token()
                 await socket.send(json.dumps({"type": "auth", "token": token}))
             else:
+                next_ping = loop.time() + self.subscription.heartbeat
                 await socket.send('{"type":"ping"}')
 
     async def _message(self, message: dict[str, Any]) -> Ended | None:

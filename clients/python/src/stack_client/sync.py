@@ -14,7 +14,7 @@ refreshes itself on the next call when it is close to expiry.
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -30,8 +30,10 @@ class _Blocking:
         self._runner = runner
         self._target = target
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
+    def __getattr__(self, name: str) -> Any:
         method = getattr(self._target, name)
+        if not callable(method):
+            return method  # an attribute (`signed_in`, `base_url`), not a call to block on
 
         def call(*args: Any, **kwargs: Any) -> Any:
             result = method(*args, **kwargs)

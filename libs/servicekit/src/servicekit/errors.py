@@ -13,6 +13,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from servicekit.jsondepth import MAX_JSON_DEPTH
+
 logger = logging.getLogger(__name__)
 
 ErrorDetail = str | list[Any]
@@ -45,11 +47,6 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def field_issue(location: str, field: str, message: str, kind: str) -> list[dict[str, Any]]:
     """A `detail` naming one field, in the shape of a validation error's."""
     return [{"loc": [location, field], "msg": message, "type": kind}]
-
-
-def field_issue_list(location: str, message: str) -> list[dict[str, Any]]:
-    """A `detail` naming a whole part of the request (`body`) as malformed JSON."""
-    return [{"loc": [location], "msg": message, "type": "json_invalid"}]
 
 
 class ServiceError(Exception):
@@ -154,8 +151,9 @@ async def _http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError | RecursionError):
         # FastAPI's 400 for a JSON body that is not UTF-8 or nests too deep to parse: bad
         # input in the body, a 422 naming it like any other.
-        message = "the body must be JSON in UTF-8, nested at most 32 levels"
-        return error_response(422, "validation_error", field_issue_list("body", message))
+        message = f"the body must be JSON in UTF-8, nested at most {MAX_JSON_DEPTH} levels"
+        issue = {"loc": ["body"], "msg": message, "type": "json_invalid"}
+        return error_response(422, "validation_error", [issue])
     detail = exc.detail if isinstance(exc.detail, str | list) else str(exc.detail)
     headers = dict(exc.headers or {})
     if exc.status_code == 405:

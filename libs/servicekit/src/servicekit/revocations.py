@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from servicekit.db import Database
+from servicekit.outage import is_database_unavailable, outage
 
 logger = logging.getLogger(__name__)
 
@@ -71,19 +72,26 @@ class RevokedUsers:
             logger.warning("revocation event without a user id ignored")
             return None
         if event_type == REACTIVATED:
-            self._entries.pop(user_id, None)
-            return user_id
-        if event_type == DEACTIVATED:
+            if user_id not in self._entries:
+                return user_id
+            # Deactivation ended every session: a token issued before it stays refused. None
+            # was issued while the account was deactivated, so the reactivation's time is the
+            # bound.
+            issued_before = float(data.get("issued_before", created_at))
+        elif event_type == DEACTIVATED:
             issued_before = math.inf
         elif event_type == SESSIONS_REVOKED:
             issued_before = float(data.get("issued_before", created_at))
         else:
             return None
-        self._prune()
         if len(self._entries) >= self.max_entries and user_id not in self._entries:
-            # Oldest first (dicts keep insertion order); only a flood of revocations gets here.
-            del self._entries[next(iter(self._entries))]
-            logger.warning("revoked-user set full: the oldest entry was dropped")
+            # Expired entries go only when room is needed: a scan per event would make a burst
+            # of revocations quadratic. (is_revoked drops an expired entry it meets.)
+            self._prune()
+            if len(self._entries) >= self.max_entries:
+                # Oldest first (dicts keep insertion order); only a flood of revocations gets here.
+                del self._entries[next(iter(self._entries))]
+                logger.warning("revoked-user set full: the oldest entry was dropped")
         self._entries.pop(user_id, None)
         self._entries[user_id] = Revocation(issued_before, created_at + self.window_seconds)
         return user_id
@@ -146,5 +154,8 @@ async def follow_revocations(database: Database, revoked: RevokedUsers, interval
         except Exception as exc:
             # Whatever went wrong (an outage, most likely), the loop must go on: a follower
             # that stopped would silently let revoked users back in.
-            logger.warning("reading revocations failed", extra={"err": repr(exc)})
+            if is_database_unavailable(exc):
+                outage.began(exc)  # logged once per outage, not once per poll
+            else:
+                logger.warning("reading revocations failed", extra={"err": repr(exc)})
         await asyncio.sleep(interval)

@@ -19,6 +19,10 @@ export class StackError extends Error {
   }
 }
 
+function notSignedIn() {
+  return new StackError(401, { error: "not_signed_in", detail: "Log in first" });
+}
+
 function describeDetail(detail) {
   if (typeof detail === "string") return detail;
   if (Array.isArray(detail)) {
@@ -173,7 +177,7 @@ export class StackClient extends Emitter {
    * and presenting it twice would end the session.
    */
   refresh() {
-    if (!this.#tokens) return Promise.reject(new StackError(401, { error: "not_signed_in", detail: "Log in first" }));
+    if (!this.#tokens) return Promise.reject(notSignedIn());
     if (!this.#refreshing) {
       const tokens = this.#tokens;
       this.#refreshing = this.request("POST", "/auth/token", {
@@ -194,9 +198,10 @@ export class StackClient extends Emitter {
 
   /** An access token valid for at least the refresh margin (refreshed first if need be). */
   async accessToken({ newerThan } = {}) {
-    if (!this.#tokens) throw new StackError(401, { error: "not_signed_in", detail: "Log in first" });
+    if (!this.#tokens) throw notSignedIn();
     const stale = this.#tokens.expiresAt - Date.now() < this.#margin();
     if (stale || (newerThan !== undefined && this.#tokens.expiresAt <= newerThan)) await this.refresh();
+    if (!this.#tokens) throw notSignedIn();  // signed out while refreshing
     return { token: this.#tokens.access, expiresAt: this.#tokens.expiresAt };
   }
 
@@ -467,7 +472,8 @@ class Subscription {
     });
     try {
       while (!this.#closed) {
-        this.#setState(attempt === 0 ? "connecting" : "reconnecting", { attempt });
+        // Connecting until the first connection is up or fails; reconnecting from then on.
+        this.#setState(this.state === "connecting" ? "connecting" : "reconnecting", { attempt });
         const ended = await this.#connectOnce();
         if (this.#closed) return;
         if (ended.wasLive) attempt = 0;
@@ -480,7 +486,8 @@ class Subscription {
           try {
             await this.client.accessToken({ newerThan: ended.tokenExpiresAt });
           } catch (error) {
-            if (!this.client.signedIn) return;  // signedOut stopped us
+            // Signed out: the next attempt stops with 4401 (unless signedOut has stopped us).
+            if (!this.client.signedIn) continue;
           }
           delay = Math.random() * 250;
         } else if (RESUME_NOW_CODES.has(ended.code)) {
