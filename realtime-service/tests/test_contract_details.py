@@ -35,10 +35,15 @@ async def test_websocket_resume_from_a_cursor_ahead_of_the_log_is_reset(
         await ws.send(json.dumps({"type": "auth", "token": stack.token(board.owner)}))
         subscribe = {"type": "subscribe", "channel": board.channel, "last_event_id": 10**12}
         await ws.send(json.dumps(subscribe))
-        assert await receive(ws) == {"type": "subscribed", "channel": board.channel}
+        subscribed = await receive(ws)
+        assert (subscribed["type"], subscribed["channel"]) == ("subscribed", board.channel)
+        # The position to follow from is the log's end, not the cursor that was ahead of it.
+        assert subscribed["last_event_id"] < 10**12
         assert (await receive(ws))["code"] == "reset"
         await board.create_task("live after reset")
-        assert (await receive_type(ws, "event"))["event"] == "task.created"
+        live = await receive_type(ws, "event")
+        assert live["event"] == "task.created"
+        assert live["id"] > subscribed["last_event_id"]
 
 
 async def test_metrics_of_the_contract_are_exported(stack: Stack, board: Board) -> None:

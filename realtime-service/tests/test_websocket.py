@@ -36,17 +36,23 @@ async def closed_with(ws: object, timeout: float = 5.0) -> int:
 
 
 async def test_subscribe_and_receive_events_in_order(stack: Stack, board: Board) -> None:
+    setup = await log_ids(stack, board.channel)
     async with ws_connect(
         stack.realtime_url, ticket=await ticket(stack, stack.realtime_url, board.owner)
     ) as ws:
         await ws.send(json.dumps({"type": "subscribe", "channel": board.channel}))
-        assert await receive(ws) == {"type": "subscribed", "channel": board.channel}
+        subscribed = await receive(ws)
+        assert set(subscribed) == {"type", "channel", "last_event_id"}
+        assert (subscribed["type"], subscribed["channel"]) == ("subscribed", board.channel)
+        # Subscribed without a position: the server follows the channel from the log's end.
+        assert subscribed["last_event_id"] >= setup[-1]
         task = await board.create_task("ws")
         await board.update_task(task["id"], status="doing")
         await board.delete_task(task["id"])
         events = [await receive_type(ws, "event") for _ in range(3)]
     assert [e["event"] for e in events] == ["task.created", "task.updated", "task.deleted"]
     assert [e["id"] for e in events] == (await log_ids(stack, board.channel))[-3:]
+    assert events[0]["id"] > subscribed["last_event_id"]
     assert set(events[0]) == {"type", "id", "channel", "event", "data", "actor_id", "created_at"}
     assert events[0]["data"]["title"] == "ws"
 

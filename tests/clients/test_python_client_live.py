@@ -267,3 +267,26 @@ async def test_a_cursor_ahead_of_the_log_is_reset_then_follows_live(
     assert subscription.state == "stopped"
     await owner.client.aclose()
     await reader.client.aclose()
+
+
+async def test_a_websocket_subscription_without_a_position_resumes_from_the_servers(
+    client_stack: ClientStack, proxy: Proxy
+) -> None:
+    owner, reader, board, channel, start = await shared_board(client_stack, proxy.url)
+    record = Recorder()
+    subscription = subscribe(reader, channel, "ws", record)
+    await wait_for(lambda: subscription.state == "live")
+    # `subscribed` gives the position the server follows the channel from: the log's end.
+    position = subscription.last_event_id
+    assert position is not None
+    assert position >= start
+    assert proxy.drop() == 1
+    await owner.client.tasks.create(board["id"], title="after the drop")
+    await wait_for(lambda: len(record.events) == 1, what="the event written after the drop")
+    # Resumed from that position: nothing to refetch, nothing missed.
+    assert record.resets == []
+    assert len(record.reconnects()) >= 1
+    assert [e.id for e in record.events] == await log_ids(client_stack, channel, position)
+    await subscription.aclose()
+    await owner.client.aclose()
+    await reader.client.aclose()

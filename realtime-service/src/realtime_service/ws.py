@@ -246,7 +246,10 @@ class Session:
                     )
             except Forbidden as exc:
                 raise Close(4403, f"you may not read {channel}") from exc
-            await self._send({"type": "subscribed", "channel": channel})
+            # The position the channel is complete through once its replay (sent next) is done:
+            # a client that subscribed without one resumes from it after a drop.
+            subscribed = {"channel": channel, "last_event_id": opened.replay_through}
+            await self._send({"type": "subscribed", **subscribed})
             if opened.reset:
                 detail = "the cursor is outside the event log: refetch, then follow live"
                 await self._send({"type": "error", "code": "reset", "detail": detail})

@@ -364,6 +364,12 @@ class Subscription:
         if self._positions.overall is None or position > self._positions.overall:
             self._positions.overall = position
 
+    def channel_position_reached(self, channel: str, position: object) -> None:
+        """WebSocket `subscribed` for a channel with no position: the server follows it from
+        `position` on. (A channel with a position keeps it: its replay comes next.)"""
+        if self._positions.channels.get(channel) is None and isinstance(position, int):
+            self._positions.channels[channel] = position
+
     async def reset(self, detail: str, channel: str | None = None) -> None:
         if self.transport == "sse":
             self._positions.overall = None
@@ -573,6 +579,7 @@ class _WsConnection:
                 # Subscribed again with no position (no event had come before the drop):
                 # what was written meanwhile cannot be replayed. Say so.
                 await sub.reset("resumed without a position", channel)
+            sub.channel_position_reached(channel, message.get("last_event_id"))
             if not self.pending and not self.was_live:
                 self.was_live = True
                 sub.went_live()

@@ -580,6 +580,17 @@ class Subscription {
     if (this.#cursor === null || position > this.#cursor) this.#cursor = position;
   }
 
+  /**
+   * WebSocket `subscribed` for a channel with no position: the server follows it from
+   * `position` on. (A channel with a position keeps it: its replay comes next.)
+   */
+  channelPositionReached(channel, position) {
+    const cursor = this.#channelCursors.get(channel);
+    if ((cursor === undefined || cursor === null) && Number.isInteger(position)) {
+      this.#channelCursors.set(channel, position);
+    }
+  }
+
   reset(info) {
     // The old position means nothing now (it may even be ahead of the log): start afresh.
     if (this.transport === "sse") this.#cursor = null;
@@ -840,6 +851,7 @@ class WsConnection {
           // dropped): whatever was written meanwhile cannot be replayed. Say so.
           sub.reset({ channel: message.channel, detail: "resumed without a position" });
         }
+        sub.channelPositionReached(message.channel, message.last_event_id);
         if (this.pending.size === 0 && !this.live) {
           this.live = this.wasLive = true;
           sub.wentLive();
