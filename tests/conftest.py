@@ -1,8 +1,10 @@
 """End-to-end tests: through the nginx gateway only. They start the native stack with the
 launcher (two realtime replicas, a fresh database), or use a running stack at E2E_BASE_URL."""
 
+import asyncio
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -150,6 +152,35 @@ def base_url(stack: NativeStack | None) -> str:
 async def gateway(base_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with gateway_client(base_url) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def mail_url(stack: NativeStack | None) -> str:
+    """The web view of the mail catcher auth-service sends to: the native stack's own, or the
+    one E2E_MAIL_URL names (`make compose-test` sets it to compose's `mailcatcher`)."""
+    if stack is not None:
+        assert stack.mail_viewer_url is not None, "the test stack runs with a mail catcher"
+        return stack.mail_viewer_url
+    url = os.environ.get("E2E_MAIL_URL", "")
+    if not url:
+        pytest.skip("reads the stack's mail: E2E_MAIL_URL names no mail catcher for E2E_BASE_URL")
+    return url.rstrip("/")
+
+
+async def mailed_link(mail_url: str, address: str, kind: str, timeout: float = 15.0) -> str:
+    """The link of `kind` (verify-email, reset-password) in the newest message to `address`,
+    from the mail catcher's JSON listing, once it has arrived."""
+    pattern = re.compile(rf"https?://\S+/#{kind}=([\w-]+)")
+    async with httpx.AsyncClient(timeout=5) as client, asyncio.timeout(timeout):
+        while True:
+            messages = (await client.get(f"{mail_url}/messages.json")).json()
+            for message in messages:  # newest first
+                found = pattern.search(message["text"]) if address in message["to"] else None
+                if found:
+                    # A one-time token: the log check must look for it too.
+                    SECRETS_SEEN.values.add(found.group(1))
+                    return found.group()
+            await asyncio.sleep(0.2)
 
 
 class User:

@@ -85,6 +85,7 @@ def test_forwarded_headers_are_trusted_from_the_gateways_network_only() -> None:
 
 def test_published_ports_other_than_the_gateways_are_on_this_machine_only() -> None:
     assert compose("port", "prometheus", "9090").strip().startswith("127.0.0.1:")
+    assert compose("port", "mailcatcher", "8025").strip().startswith("127.0.0.1:")
 
 
 async def test_nginx_ends_open_streams_and_exits_before_docker_kills_it(base_url: str) -> None:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright, expect
 
-from .conftest import PASSWORD, ROOT, User, sign_up
+from .conftest import PASSWORD, ROOT, User, mailed_link, sign_up
 
 CHROMIUM = "/usr/bin/chromium"
 # The flags a browser needs here: no sandbox as root, and no calls out of a closed network.
@@ -219,5 +219,83 @@ async def test_a_member_removed_meanwhile_is_told_and_sent_back_to_the_boards(
         await expect(page.locator("#boards-view")).to_be_visible()
         await expect(page.locator("#boards button", has_text=board["name"])).to_have_count(0)
         await expect(page.locator("#live")).to_have_text("offline")
+    finally:
+        await context.close()
+
+
+async def sign_in_on(page: Page, email: str, password: str) -> None:
+    await page.fill("#auth-form input[name=email]", email)
+    await page.fill("#auth-form input[name=password]", password)
+    await page.click("button[value=login]")
+    await expect(page.locator("#boards-view")).to_be_visible()
+
+
+async def test_a_forgotten_password_is_reset_through_the_mailed_link(
+    browser: Browser, base_url: str, gateway: httpx.AsyncClient, mail_url: str
+) -> None:
+    user = await sign_up(gateway)
+    new_password = "a new password from the page"
+    context = await browser.new_context()
+    try:
+        page = await context.new_page()
+        await page.goto(base_url + "/")
+        await page.click("#forgot summary")
+        await page.fill("#forgot-form input[name=email]", user.email)
+        await page.click("#forgot-form button")
+        await expect(page.locator("#notice")).to_have_text(
+            "If the address has an account, a link is on its way."
+        )
+        link = await mailed_link(mail_url, user.email, "reset-password")
+        assert link.startswith(f"{base_url}/#reset-password=")
+        # Opened as from a mail client: a page of its own.
+        opened = await context.new_page()
+        await opened.goto(link)
+        await expect(opened.locator("#reset-view")).to_be_visible()
+        assert opened.url == f"{base_url}/", "the token stays in the address bar"
+        await opened.fill("#reset-form input[name=password]", new_password)
+        await opened.click("#reset-form button")
+        await expect(opened.locator("#notice")).to_have_text(
+            "Your password is changed: sign in with the new one."
+        )
+        await sign_in_on(opened, user.email, new_password)
+        await expect(opened.locator("#whoami")).to_contain_text(user.id)
+        # The link worked once; a second use is shown the error the API answers.
+        again = await context.new_page()
+        await again.goto(link)
+        await again.fill("#reset-form input[name=password]", "yet another password")
+        await again.click("#reset-form button")
+        await expect(again.locator("#error")).to_have_text(
+            "The link is invalid, expired or already used"
+        )
+    finally:
+        await context.close()
+
+
+async def test_an_email_address_is_verified_through_the_mailed_link(
+    browser: Browser, base_url: str, gateway: httpx.AsyncClient, mail_url: str
+) -> None:
+    user = await sign_up(gateway)
+    context = await browser.new_context()
+    try:
+        page = await context.new_page()
+        await page.goto(base_url + "/")
+        await sign_in_on(page, user.email, PASSWORD)
+        await expect(page.locator("#unverified")).to_be_visible()
+        await page.click("#verify-request")
+        await expect(page.locator("#notice")).to_have_text(
+            f"A verification link is on its way to {user.email}."
+        )
+        link = await mailed_link(mail_url, user.email, "verify-email")
+        assert link.startswith(f"{base_url}/#verify-email=")
+        opened = await context.new_page()
+        await opened.goto(link)
+        await expect(opened.locator("#notice")).to_have_text(
+            f"Your email address {user.email} is verified."
+        )
+        assert opened.url == f"{base_url}/", "the token stays in the address bar"
+        me = await gateway.get("/auth/users/me", headers=user.headers)
+        assert me.json()["email_verified"] is True
+        await sign_in_on(opened, user.email, PASSWORD)
+        await expect(opened.locator("#unverified")).to_be_hidden()
     finally:
         await context.close()

@@ -168,6 +168,7 @@ def test_only_the_gateway_is_published_beyond_this_machine() -> None:
     assert published == {
         "prometheus": ["127.0.0.1:${PROMETHEUS_PORT:-9090}:9090"],
         "grafana": ["127.0.0.1:${GRAFANA_PORT:-3000}:3000"],
+        "mailcatcher": ["127.0.0.1:${MAIL_VIEWER_PORT:-8025}:8025"],
     }
 
 
@@ -201,3 +202,62 @@ def test_nginx_closes_its_streams_before_docker_kills_it() -> None:
     assert shutdown is not None
     grace = compose()["services"]["nginx"]["stop_grace_period"]
     assert int(grace.removesuffix("s")) >= int(shutdown.group(1)) + 3
+
+
+MAIL_DOCKERFILE = ROOT / "deploy" / "local" / "mailcatcher.Dockerfile"
+
+
+def default_of(value: str) -> str:
+    """A compose value's default: `${SMTP_HOST:-mailcatcher}` -> `mailcatcher`."""
+    match = re.fullmatch(r"\$\{\w+:-(.*)\}", value)
+    assert match is not None, f"{value} does not come from a variable with a default"
+    return match.group(1)
+
+
+def test_auth_mails_the_development_mail_catcher_unless_told_otherwise() -> None:
+    services = compose()["services"]
+    auth = services["auth"]["environment"]
+    assert auth["SMTP_HOST"] == "${SMTP_HOST:-mailcatcher}"
+    assert "mailcatcher" in services
+    assert auth["PUBLIC_URL"] == "${PUBLIC_URL:-http://localhost:8080}"
+    # The catcher listens where auth sends, and its web view where compose publishes it.
+    command = re.search(r"^CMD (\[.*\])$", MAIL_DOCKERFILE.read_text(), re.MULTILINE)
+    assert command is not None
+    arguments = yaml.safe_load(command.group(1))
+    smtp_port = arguments[arguments.index("--port") + 1]
+    http_port = arguments[arguments.index("--http-port") + 1]
+    # Every address of its container: auth reaches it over the network, the host through the
+    # port published on 127.0.0.1 only.
+    assert arguments[arguments.index("--host") + 1] == "0.0.0.0"  # noqa: S104
+    assert default_of(auth["SMTP_PORT"]) == smtp_port
+    assert services["mailcatcher"]["ports"] == [
+        f"127.0.0.1:${{MAIL_VIEWER_PORT:-8025}}:{http_port}"
+    ]
+    assert f"EXPOSE {smtp_port} {http_port}" in MAIL_DOCKERFILE.read_text()
+    documented = (ROOT / ".env.example").read_text()
+    for variable in ("SMTP_HOST=mailcatcher", f"SMTP_PORT={smtp_port}", "MAIL_VIEWER_PORT="):
+        assert variable in documented
+
+
+def test_the_mail_catcher_builds_on_the_services_base_image_with_the_locked_aiosmtpd() -> None:
+    build = compose()["services"]["mailcatcher"]["build"]
+    assert build["args"] == {"PYTHON_IMAGE": "${PYTHON_IMAGE:-python:3.11-slim-bookworm}"}
+    assert (ROOT / build["context"] / build["dockerfile"]).resolve() == MAIL_DOCKERFILE
+    dockerfile = MAIL_DOCKERFILE.read_text()
+    assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm\n" in dockerfile
+    assert re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE) == ["${PYTHON_IMAGE}"]
+    assert "\nHEALTHCHECK " in dockerfile
+    assert "\nUSER 10001\n" in dockerfile
+    # The versions the tests run the catcher with: those of uv.lock.
+    lock = (ROOT / "uv.lock").read_text()
+    pinned = dict(re.findall(r"\b([\w-]+)==([\w.]+)", dockerfile))
+    assert set(pinned) == {"aiosmtpd", "atpublic", "attrs"}
+    for name, version in pinned.items():
+        assert f'name = "{name}"\nversion = "{version}"\n' in lock, name
+    result = subprocess.run(
+        [tool("hadolint"), "--failure-threshold", "info", str(MAIL_DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -47,6 +47,7 @@ async def test_stack_up_returns_once_the_gateway_answers_and_stack_down_stops_it
                 "PROMETHEUS",
                 "NGINX_EXPORTER",
                 "POSTGRES_EXPORTER",
+                "MAIL_VIEWER",
             )
         }
         env = {
@@ -62,11 +63,14 @@ async def test_stack_up_returns_once_the_gateway_answers_and_stack_down_stops_it
         try:
             assert up.returncode == 0, up.stderr
             assert f"http://127.0.0.1:{ports['GATEWAY']}" in up.stdout
+            mail = f"http://127.0.0.1:{ports['MAIL_VIEWER']}"
+            assert f"mail      {mail}" in up.stdout
             gateway = f"http://127.0.0.1:{ports['GATEWAY']}"
             prometheus = f"http://127.0.0.1:{ports['PROMETHEUS']}"
             expected_jobs = {"auth", "api", "realtime", "nginx", "postgres", "prometheus"}
             async with httpx.AsyncClient() as client:
                 response = await client.get(f"{gateway}/realtime/openapi.json")
+                mailbox = await client.get(f"{mail}/messages.json")
                 for _ in range(50):  # discovery runs a moment after Prometheus is ready
                     targets = (await client.get(f"{prometheus}/api/v1/targets")).json()
                     active = targets["data"]["activeTargets"]
@@ -75,6 +79,7 @@ async def test_stack_up_returns_once_the_gateway_answers_and_stack_down_stops_it
                         break
                     await asyncio.sleep(0.1)
             assert response.status_code == 200
+            assert mailbox.json() == []
             assert jobs == expected_jobs
             assert len([t for t in active if t["labels"]["job"] == "realtime"]) == 2
         finally:
@@ -123,6 +128,7 @@ async def test_the_stack_serves_the_demo_page_from_a_checkout_only_its_owner_can
             "AUTH_PORT": str(free_port()),
             "API_PORT": str(free_port()),
             "REALTIME_PORTS": str(free_port()),
+            "MAIL_VIEWER_PORT": str(free_port()),
             "DATABASE_URL": url,
             "LOG_LEVEL": "WARNING",
             "STACK_MONITORING": "0",

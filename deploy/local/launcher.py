@@ -12,8 +12,9 @@ and the nginx and PostgreSQL exporters (NGINX_EXPORTER_PORT 9113, POSTGRES_EXPOR
 the default starts them when they are installed. STACK_NATS=1 also starts a nats-server
 (Debian's `nats-server` package) on 127.0.0.1:NATS_PORT (4222) and gives api and realtime its
 NATS_URL; without it events are signalled through PostgreSQL alone. Without SMTP_HOST, a local
-mail catcher (deploy/local/mailcatcher.py, on MAIL_CATCHER_PORT, default a free port) saves
-every message auth-service sends as an .eml file under STACK_RUN_DIR/mail/.
+mail catcher (deploy/local/mailcatcher.py, SMTP on MAIL_CATCHER_PORT, default a free port) saves
+every message auth-service sends as an .eml file under STACK_RUN_DIR/mail/ and shows them at
+http://127.0.0.1:MAIL_VIEWER_PORT (8025).
 """
 
 import argparse
@@ -92,8 +93,11 @@ class StackConfig:
     postgres_exporter_port: int = 9187
     nats: bool = False
     nats_port: int = 4222
-    # The development mail catcher's port (0: a free one); not started when SMTP_HOST is set.
+    # The development mail catcher's SMTP and web ports (0: a free one); not started when
+    # SMTP_HOST is set. From the environment the web view defaults to 8025, the address a
+    # developer opens; test stacks, several at once, take free ports.
     mail_catcher_port: int = 0
+    mail_viewer_port: int = 0
     # Production-like by default; the live observability test scrapes every second.
     scrape_interval: str = "15s"
     # How long a process may take to become ready (several importing at once on a loaded
@@ -123,7 +127,13 @@ class StackConfig:
             nats=env.get("STACK_NATS") == "1",
             nats_port=int(env.get("NATS_PORT", 4222)),
             mail_catcher_port=int(env.get("MAIL_CATCHER_PORT", 0)),
+            mail_viewer_port=int(env.get("MAIL_VIEWER_PORT", 8025)),
         )
+
+    @property
+    def catches_mail(self) -> bool:
+        """Whether the launcher runs the mail catcher: only when no SMTP server is given."""
+        return not (self.extra_env.get("SMTP_HOST") or os.environ.get("SMTP_HOST"))
 
     @property
     def gateway_url(self) -> str:
@@ -209,6 +219,8 @@ class NativeStack:
         self.commands: dict[str, tuple[list[str], dict[str, str]]] = {}
         # How to tell that a process is serving again after a restart, by process name.
         self.readiness: dict[str, Callable[[], Awaitable[None]]] = {}
+        # The mail catcher's web view, once started (None with SMTP_HOST set).
+        self.mail_viewer_url: str | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -218,8 +230,7 @@ class NativeStack:
         await migrate(MIGRATIONS, config.database_url)
         jwks = f"http://127.0.0.1:{config.auth_port}/auth/.well-known/jwks.json"
         bus_env = await self._start_nats() if config.nats else {}
-        smtp_host = config.extra_env.get("SMTP_HOST") or os.environ.get("SMTP_HOST")
-        mail_env = {} if smtp_host else await self._start_mail_catcher()
+        mail_env = await self._start_mail_catcher() if config.catches_mail else {}
         auth_env = {"PUBLIC_URL": config.gateway_url, **mail_env}
         self._service("auth", "auth_service.main:app", config.auth_port, auth_env)
         await self._wait_ready(config.auth_port)
@@ -258,10 +269,22 @@ class NativeStack:
     async def _start_mail_catcher(self) -> dict[str, str]:
         """The development mail catcher; the environment that points auth-service at it."""
         port = self.config.mail_catcher_port or free_port()
+        viewer_port = self.config.mail_viewer_port or free_port()
         mail_dir = self.config.run_dir / "mail"
         catcher = ROOT / "deploy" / "local" / "mailcatcher.py"
-        command = [sys.executable, str(catcher), "--port", str(port), "--dir", str(mail_dir)]
+        command = [
+            sys.executable,
+            str(catcher),
+            "--port",
+            str(port),
+            "--http-port",
+            str(viewer_port),
+            "--dir",
+            str(mail_dir),
+        ]
         self._spawn("mailcatcher", command, {})
+        # The catcher opens its web view before its SMTP port: the wait below covers both.
+        self.mail_viewer_url = f"http://127.0.0.1:{viewer_port}"
         self.readiness["mailcatcher"] = partial(self._wait_port, port, "the mail catcher")
         await self.readiness["mailcatcher"]()
         return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port)}
@@ -393,11 +416,13 @@ class NativeStack:
         return next(process for n, process in self.processes if n == name)
 
 
-def print_urls(config: StackConfig) -> None:
+def print_urls(config: StackConfig, mail_viewer_url: str | None) -> None:
     url = config.gateway_url
     print(f"gateway   {url}")
     for prefix in ("auth", "api", "realtime"):
         print(f"{prefix + ' docs':<9} {url}/{prefix}/docs")
+    if mail_viewer_url:
+        print(f"mail      {mail_viewer_url}")
     if config.monitoring:
         print(f"prometheus http://127.0.0.1:{config.prometheus_port}")
     print(f"logs      {config.run_dir}")
@@ -411,7 +436,7 @@ async def dev(config: StackConfig) -> None:
         loop.add_signal_handler(signum, stopping.set)
     try:
         await stack.start()
-        print_urls(config)
+        print_urls(config, stack.mail_viewer_url)
         (config.run_dir / "stack.pid").write_text(str(os.getpid()))
         await stopping.wait()
     finally:
@@ -430,7 +455,9 @@ def up(config: StackConfig) -> None:
         if process.poll() is not None:
             raise LauncherError(f"the stack did not start; see {config.run_dir / 'launcher.log'}")
         if (config.run_dir / "stack.pid").exists():
-            print_urls(config)
+            # The web view's port is known here unless it was left to the child (0).
+            viewer = config.catches_mail and config.mail_viewer_port
+            print_urls(config, f"http://127.0.0.1:{viewer}" if viewer else None)
             return
         time.sleep(0.2)
     raise LauncherError("the stack did not start within 60 s")

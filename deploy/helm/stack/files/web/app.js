@@ -4,11 +4,18 @@ import { StackClient } from "/web/stack-client.js";
 
 const $ = (selector) => document.querySelector(selector);
 const client = new StackClient();
-const state = { me: null, board: null, tasks: new Map(), events: null, room: null };
+const state = { me: null, board: null, tasks: new Map(), events: null, room: null, resetToken: null };
 const STATUSES = ["todo", "doing", "done"];
 
 function showError(message) {
   const box = $("#error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+// Outcomes that are not errors: a link sent, an address verified, a password changed.
+function showNotice(message) {
+  const box = $("#notice");
   box.textContent = message;
   box.hidden = !message;
 }
@@ -22,7 +29,12 @@ async function login(email, password) {
   state.me = await client.login(email, password);
   $("#whoami").textContent = `${state.me.display_name} · ${state.me.id}`;
   $("#logout").hidden = false;
+  renderUnverified();
   await showBoards();
+}
+
+function renderUnverified() {
+  $("#unverified").hidden = !state.me || state.me.email_verified;
 }
 
 async function logout() {
@@ -36,11 +48,38 @@ function signedOut() {
   Object.assign(state, { me: null, board: null });
   $("#whoami").textContent = "";
   $("#logout").hidden = true;
+  renderUnverified();
   show("#auth-view");
 }
 
 function show(view) {
-  for (const id of ["#auth-view", "#boards-view", "#board-view"]) $(id).hidden = id !== view;
+  for (const id of ["#auth-view", "#reset-view", "#boards-view", "#board-view"]) {
+    $(id).hidden = id !== view;
+  }
+}
+
+// Links from mail: PUBLIC_URL/#verify-email=TOKEN and #reset-password=TOKEN (a fragment never
+// reaches a server or its logs). The token leaves the address bar at once, so that it stays
+// neither in the history nor on the screen.
+function followMailLink() {
+  const link = /^#(verify-email|reset-password)=([\w-]+)$/.exec(location.hash);
+  if (!link) return;
+  history.replaceState(null, "", location.pathname + location.search);
+  const [, kind, token] = link;
+  if (kind === "verify-email") {
+    verifyEmail(token).catch((e) => showError(e.message));
+  } else {
+    state.resetToken = token;
+    show("#reset-view");
+  }
+}
+
+async function verifyEmail(token) {
+  // The token is the credential: no sign-in needed, whoever opens the link.
+  const user = await client.request("POST", "/auth/email/verify", { json: { token }, auth: false });
+  if (state.me && state.me.id === user.id) state.me = user;
+  renderUnverified();
+  showNotice(`Your email address ${user.email} is verified.`);
 }
 
 async function showBoards() {
@@ -226,6 +265,7 @@ function onSubmit(selector, handler) {
   $(selector).addEventListener("submit", async (event) => {
     event.preventDefault();
     showError("");
+    showNotice("");
     const form = event.target;
     try { await handler(new FormData(form), event.submitter); form.reset(); }
     catch (error) { showError(error.message); }
@@ -236,6 +276,23 @@ onSubmit("#auth-form", async (data, submitter) => {
   const email = data.get("email"), password = data.get("password");
   if (submitter && submitter.value === "register") await client.register(email, password);
   await login(email, password);
+});
+onSubmit("#forgot-form", async (data) => {
+  await client.request("POST", "/auth/password/forgot", {
+    json: { email: data.get("email") }, auth: false,
+  });
+  $("#forgot").open = false;
+  showNotice("If the address has an account, a link is on its way.");
+});
+onSubmit("#reset-form", async (data) => {
+  await client.request("POST", "/auth/password/reset", {
+    json: { token: state.resetToken, password: data.get("password") }, auth: false,
+  });
+  state.resetToken = null;
+  // The reset ended every session of the account, this page's too if it had one.
+  if (client.signedIn) await logout();
+  else show("#auth-view");
+  showNotice("Your password is changed: sign in with the new one.");
 });
 onSubmit("#board-form", async (data) => {
   const board = await client.boards.create(data.get("name"));
@@ -255,3 +312,12 @@ onSubmit("#chat-form", async (data) => {
 });
 $("#back").addEventListener("click", () => showBoards().catch((e) => showError(e.message)));
 $("#logout").addEventListener("click", () => logout());
+$("#verify-request").addEventListener("click", () => {
+  showError("");
+  showNotice("");
+  client.request("POST", "/auth/email/verify-request")
+    .then(() => showNotice(`A verification link is on its way to ${state.me.email}.`))
+    .catch((e) => showError(e.message));
+});
+window.addEventListener("hashchange", followMailLink);
+followMailLink();
