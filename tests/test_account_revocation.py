@@ -3,35 +3,43 @@ user's live WebSocket closes 4401, the SSE stream ends with `disconnect`, and ap
 answers 401, within 5 s; reactivation restores access."""
 
 import asyncio
-import email
-import email.policy
 import json
 import os
-import re
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from .conftest import PASSWORD, NativeStack, User, sign_up
+from .conftest import PASSWORD, NativeStack, User, mailed_link, sign_up
 from .test_gateway import sse, ticket
 
 WITHIN = 5.0
 
 
-async def make_admin(stack: NativeStack, gateway: httpx.AsyncClient) -> User:
+COMPOSE_PROJECT = os.environ.get("E2E_COMPOSE_PROJECT", "")
+
+
+async def make_admin(stack: NativeStack | None, gateway: httpx.AsyncClient) -> User:
+    """An admin made the README's way: the command against the native stack's database, or
+    inside a one-off auth container of the compose project."""
     email = f"admin-{uuid.uuid4().hex[:10]}@example.com"
+    create_admin = ["python", "-m", "auth_service.admin", "create-admin", email]
+    if stack is not None:
+        command = [sys.executable, *create_admin[1:]]
+        env = {**os.environ, "DATABASE_URL": stack.config.database_url, "ADMIN_PASSWORD": PASSWORD}
+    else:
+        compose = ["docker", "compose", "-p", COMPOSE_PROJECT, "run", "--rm", "--no-deps", "-T"]
+        command = [*compose, "-e", f"ADMIN_PASSWORD={PASSWORD}", "auth", *create_admin]
+        env = dict(os.environ)
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "auth_service.admin", "create-admin", email),
-        env={**os.environ, "DATABASE_URL": stack.config.database_url, "ADMIN_PASSWORD": PASSWORD},
-        stderr=asyncio.subprocess.PIPE,
+        *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
-    _, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
+    async with asyncio.timeout(120):
+        out, err = await process.communicate()
+    assert process.returncode == 0, (out + err).decode()
     token = await gateway.post(
         "/auth/token", data={"grant_type": "password", "username": email, "password": PASSWORD}
     )
@@ -53,16 +61,17 @@ async def wait_for_api_status(gateway: httpx.AsyncClient, user: User, status: in
 
 
 @pytest.fixture
-def native(stack: NativeStack | None) -> NativeStack:
-    if stack is None:
-        pytest.skip("making an admin needs the stack's database (not given with E2E_BASE_URL)")
+def admin_stack(stack: NativeStack | None) -> NativeStack | None:
+    """The stack, where this test can make an admin: native, or compose (E2E_COMPOSE_PROJECT)."""
+    if stack is None and not COMPOSE_PROJECT:
+        pytest.skip("making an admin needs the stack's database or its compose project")
     return stack
 
 
 async def test_deactivation_closes_live_connections_and_api_access_within_5_s(
-    native: NativeStack, gateway: httpx.AsyncClient, base_url: str
+    admin_stack: NativeStack | None, gateway: httpx.AsyncClient, base_url: str
 ) -> None:
-    admin = await make_admin(native, gateway)
+    admin = await make_admin(admin_stack, gateway)
     user = await sign_up(gateway)
     channel = f"user:{user.id}"
     ws_url = (
@@ -107,9 +116,9 @@ async def test_deactivation_closes_live_connections_and_api_access_within_5_s(
 
 
 async def test_other_users_keep_their_access(
-    native: NativeStack, gateway: httpx.AsyncClient
+    admin_stack: NativeStack | None, gateway: httpx.AsyncClient
 ) -> None:
-    admin = await make_admin(native, gateway)
+    admin = await make_admin(admin_stack, gateway)
     user, bystander = await sign_up(gateway), await sign_up(gateway)
     await gateway.patch(
         f"/auth/admin/users/{user.id}", json={"is_active": False}, headers=admin.headers
@@ -118,31 +127,15 @@ async def test_other_users_keep_their_access(
     assert await api_status(gateway, bystander) == 200
 
 
-def reset_link_for(mail_dir: Path, address: str) -> str | None:
-    for eml in sorted(mail_dir.glob("*.eml")):
-        message = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
-        body = message.get_body(("plain",))
-        if message["To"] == address and body is not None:
-            found = re.search(r"#reset-password=([\w-]+)", body.get_content())
-            if found:
-                return found.group(1)
-    return None
-
-
 async def test_a_password_reset_ends_access_tokens_at_api_service(
-    native: NativeStack, gateway: httpx.AsyncClient
+    mail_url: str, gateway: httpx.AsyncClient
 ) -> None:
     user = await sign_up(gateway)
     assert await api_status(gateway, user) == 200
     forgot = await gateway.post("/auth/password/forgot", json={"email": user.email})
     assert forgot.status_code == 202
-    token = None
-    async with asyncio.timeout(15):
-        while token is None:
-            token = await asyncio.to_thread(
-                reset_link_for, native.config.run_dir / "mail", user.email
-            )
-            await asyncio.sleep(0.1)
+    link = await mailed_link(mail_url, user.email, "reset-password")
+    token = link.split("#reset-password=", 1)[1]
     # A token issued in the same second as the reset is still honoured (see revocation_events).
     await asyncio.sleep(1.0)
     reset = await gateway.post(
