@@ -5,7 +5,8 @@
     rows into a table without the outbox (the baseline), and the first design (advisory lock
     held to commit, plus NOTIFY), each in the same run, with api-service's sequencer running.
 (b) gateway: create-task through nginx with realtime running, against the bare FastAPI +
-    asyncpg insert app (bench/bare_asyncpg_app.py) in the same run (wrk, 32 connections).
+    asyncpg insert app (bench/bare_asyncpg_app.py) in the same run (wrk, 32 connections),
+    with the CPU each side's processes spent per request (from /proc).
 (c) delivery: the native stack (PostgreSQL only, then with NATS) at 1, 2 and 4 realtime nodes;
     lean SSE subscribers through the gateway while create-task is called 20 times a second.
     Latency runs from the create response to the event reaching the last subscriber; the
@@ -15,7 +16,7 @@
 Bounded in time and count, 127.0.0.1 only. Figures go to bench/results/event_pipeline-*.json;
 bench/plot_event_pipeline.py draws them.
 
-    uv run python -m bench.event_pipeline [--quick]
+    uv run python -m bench.event_pipeline [--quick] [--phase writers|gateway|delivery]
 """
 
 import argparse
@@ -23,6 +24,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -30,7 +32,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,6 +177,62 @@ async def sign_up(base_url: str) -> tuple[str, str]:
     return token, board.json()["id"]
 
 
+# Processes by what they are: the stack's services by their uvicorn app, nginx (master and
+# workers) and PostgreSQL (every backend: only this benchmark's database is busy) by name.
+_CPU_GROUPS_BY_APP = {
+    "auth_service.main:app": "auth",
+    "api_service.main:app": "api",
+    "realtime_service.main:app": "realtime",
+    "bench.bare_asyncpg_app:app": "bare app",
+}
+
+
+def cpu_seconds_by_group() -> dict[str, float]:
+    """CPU seconds (user + system) spent so far by the processes this benchmark drives, and by
+    wrk through the children this process has reaped."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals = dict.fromkeys([*_CPU_GROUPS_BY_APP.values(), "nginx", "postgres"], 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # ended meanwhile
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        group = name if name in ("nginx", "postgres") else None
+        for app, app_group in _CPU_GROUPS_BY_APP.items():
+            if app in cmdline:
+                group = app_group
+        if group is not None:
+            # utime and stime: fields 14 and 15 of /proc/<pid>/stat, counted after the name.
+            fields = stat[stat.rindex(")") + 2 :].split()
+            totals[group] += (int(fields[11]) + int(fields[12])) / tick
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    totals["wrk"] = children.ru_utime + children.ru_stime
+    return totals
+
+
+def cpu_per_request(
+    before: dict[str, float], after: dict[str, float], requests: float
+) -> dict[str, float]:
+    """Microseconds of CPU per request, by group; groups that did (almost) nothing left out."""
+    spent = {group: (after[group] - before[group]) / requests * 1e6 for group in after}
+    return {group: round(us, 1) for group, us in spent.items() if us >= 1}
+
+
+async def measured_wrk(url: str, script: str, seconds: int) -> dict[str, Any]:
+    before = cpu_seconds_by_group()
+    result = await asyncio.to_thread(run_wrk, url, script, seconds, 32)
+    cpu = cpu_per_request(before, cpu_seconds_by_group(), result["rps"] * seconds)
+    return {**result, "cpu_us_per_request": cpu}
+
+
+def cpu_line(cpu: dict[str, float]) -> str:
+    return ", ".join(f"{group} {us:.0f}" for group, us in cpu.items())
+
+
 async def gateway_phase(seconds: int, rounds: int) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     async with stack("bench_gateway", 1, nats=False) as native:
@@ -184,15 +242,11 @@ async def gateway_phase(seconds: int, rounds: int) -> list[dict[str, Any]]:
         async with uvicorn_process("bench.bare_asyncpg_app:app", bare_env) as bare_url:
             body = '{"title": "benchmark task"}'
             for round_number in range(1, rounds + 1):
-                create = await asyncio.to_thread(
-                    run_wrk,
-                    f"{base}/api/boards/{board_id}/tasks",
-                    wrk_script("POST", token, body),
-                    seconds,
-                    32,
+                create = await measured_wrk(
+                    f"{base}/api/boards/{board_id}/tasks", wrk_script("POST", token, body), seconds
                 )
-                bare = await asyncio.to_thread(
-                    run_wrk, f"{bare_url}/insert", wrk_script("POST", None, body), seconds, 32
+                bare = await measured_wrk(
+                    f"{bare_url}/insert", wrk_script("POST", None, body), seconds
                 )
                 row = {"round": round_number, "create_task": create, "bare_insert": bare}
                 row["ratio"] = create["rps"] / bare["rps"]
@@ -201,6 +255,8 @@ async def gateway_phase(seconds: int, rounds: int) -> list[dict[str, Any]]:
                     f" (p99 {create['p99']:.1f} ms, non-2xx {create['errors']:.0f}),"
                     f" bare insert {bare['rps']:.0f} req/s: {row['ratio']:.2f}x"
                 )
+                print(f"    CPU µs/request, create-task: {cpu_line(create['cpu_us_per_request'])}")
+                print(f"    CPU µs/request, bare insert: {cpu_line(bare['cpu_us_per_request'])}")
                 results.append(row)
     return results
 
@@ -329,7 +385,10 @@ async def delivery_run(
     return result
 
 
-async def main(quick: bool) -> None:
+PHASES = ("writers", "gateway", "delivery")
+
+
+async def main(quick: bool, phases: list[str]) -> None:
     for tool in ("pgbench", "wrk", "nginx", "nats-server"):
         if shutil.which(tool) is None and shutil.which(tool, path="/usr/sbin") is None:
             raise SystemExit(f"{tool} is missing (Debian: apt-get install it)")
@@ -341,20 +400,37 @@ async def main(quick: bool) -> None:
         "quick": quick,
     }
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"event_pipeline-{record['started'].replace(':', '')}.json"
+    # A run of some phases only is named for them: the plots read the newest whole run.
+    name = "event_pipeline" if list(phases) == list(PHASES) else "-".join(["partial", *phases])
+    out = RESULTS / f"{name}-{record['started'].replace(':', '')}.json"
 
     def save() -> None:
         """After every phase and run: a run cut short keeps what it measured."""
         record["load_after"] = os.getloadavg()
         out.write_text(json.dumps(record, indent=2) + "\n")
 
-    print("(a) writers in PostgreSQL alone (pgbench, transactions/s)")
-    record["writers"] = await writers_phase(seconds, rounds)
-    save()
-    print("(b) create-task through the gateway vs the bare insert app")
-    record["gateway"] = await gateway_phase(seconds, rounds)
-    save()
-    print("(c) delivery at 20 events/s through the gateway")
+    if "writers" in phases:
+        print("(a) writers in PostgreSQL alone (pgbench, transactions/s)")
+        record["writers"] = await writers_phase(seconds, rounds)
+        save()
+    if "gateway" in phases:
+        print("(b) create-task through the gateway vs the bare insert app")
+        record["gateway"] = await gateway_phase(seconds, rounds)
+        save()
+    if "delivery" in phases:
+        print("(c) delivery at 20 events/s through the gateway")
+        await delivery_phase(record, quick, save)
+    for clients in (32, 64):
+        ratios = [r["inbox_ratio"] for r in record.get("writers", []) if r["clients"] == clients]
+        if ratios:
+            print(f"writers c={clients}: inbox / plain median {statistics.median(ratios):.2f}x")
+    if ratios := [r["ratio"] for r in record.get("gateway", [])]:
+        print(f"create-task via gateway / bare insert median {statistics.median(ratios):.2f}x")
+    print(f"load average before {record['load_before']}, after {record['load_after']}")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+async def delivery_phase(record: dict[str, Any], quick: bool, save: Callable[[], None]) -> None:
     runs = [(1, 250), (1, 1000), (2, 1000), (4, 1000)] if not quick else [(1, 250), (2, 250)]
     record["delivery"] = []
     for nats in (False, True):
@@ -369,16 +445,13 @@ async def main(quick: bool) -> None:
                           "subscribers": subscribers, "error": str(exc)}  # fmt: skip
             record["delivery"].append(result)
             save()
-    for clients in (32, 64):
-        ratios = [r["inbox_ratio"] for r in record["writers"] if r["clients"] == clients]
-        print(f"writers c={clients}: inbox / plain median {statistics.median(ratios):.2f}x")
-    ratios = [r["ratio"] for r in record["gateway"]]
-    print(f"create-task via gateway / bare insert median {statistics.median(ratios):.2f}x")
-    print(f"load average before {record['load_before']}, after {record['load_after']}")
-    print(f"wrote {out.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="one short round, fewer runs")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument(
+        "--phase", action="append", choices=PHASES, help="only this phase (repeatable)"
+    )
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.quick, arguments.phase or list(PHASES)))

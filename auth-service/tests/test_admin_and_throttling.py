@@ -33,6 +33,24 @@ async def make_admin(client: httpx.AsyncClient, settings: Settings) -> dict[str,
     return await login(client, admin)
 
 
+async def emails_listed(
+    client: httpx.AsyncClient, admin: dict[str, str], prefix: str, limit: int
+) -> list[str]:
+    """Every email the admin list gives for `prefix`, page by page."""
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"email": prefix, "limit": str(limit), **({"cursor": cursor} if cursor else {})}
+        page = await client.get(
+            "/auth/admin/users", params=params, headers=bearer(admin["access_token"])
+        )
+        assert page.status_code == 200, page.text
+        seen += [user["email"] for user in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            return seen
+
+
 async def test_openid_configuration_points_at_the_keys_and_token_endpoint(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
@@ -109,19 +127,7 @@ async def test_admin_pages_users_by_email_prefix(
     for email in emails:
         response = await client.post("/auth/register", json={"email": email, "password": PASSWORD})
         assert response.status_code == 201
-    seen: list[str] = []
-    cursor = None
-    while True:
-        params = {"email": prefix.upper(), "limit": "2", **({"cursor": cursor} if cursor else {})}
-        page = await client.get(
-            "/auth/admin/users", params=params, headers=bearer(admin["access_token"])
-        )
-        assert page.status_code == 200, page.text
-        seen += [user["email"] for user in page.json()["items"]]
-        cursor = page.json()["next_cursor"]
-        if cursor is None:
-            break
-    assert seen == emails
+    assert await emails_listed(client, admin, prefix.upper(), limit=2) == emails
     nul_cursor = base64.urlsafe_b64encode(b"a\x00b").decode()
     for cursor in ("%%%", nul_cursor, base64.urlsafe_b64encode(b"\xff\xfe").decode()):
         bad = await client.get(
@@ -376,19 +382,7 @@ async def test_emails_match_the_way_postgresql_lower_cases_them(
     )
     assert found.status_code == 200, found.text
     admin = await make_admin(client, settings)
-    seen: list[str] = []
-    cursor = None
-    while True:
-        params = {"email": prefix, "limit": "1", **({"cursor": cursor} if cursor else {})}
-        page = await client.get(
-            "/auth/admin/users", params=params, headers=bearer(admin["access_token"])
-        )
-        assert page.status_code == 200, page.text
-        seen += [user["email"] for user in page.json()["items"]]
-        cursor = page.json()["next_cursor"]
-        if cursor is None:
-            break
-    assert seen == emails
+    assert await emails_listed(client, admin, prefix, limit=1) == emails
     mail = await prepare_mail(
         app.state.db.sessionmaker, settings, MailRequest(RESET, email=emails[2])
     )
