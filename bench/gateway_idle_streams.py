@@ -142,13 +142,17 @@ async def main(streams: int, requests: int) -> None:
                     )
                 ).json()
                 headers = {"Authorization": f"Bearer {tokens['access_token']}"}
-                board = (
-                    await client.post("/api/boards", json={"name": "bench"}, headers=headers)
-                ).json()["id"]
+                boards = [
+                    await client.post("/api/boards", json={"name": name}, headers=headers)
+                    for name in ("bench", "quiet")
+                ]
+                board, quiet_board = (created.json()["id"] for created in boards)
                 await crud_latencies(client, board, headers, 50)  # warm-up
                 baseline = await crud_latencies(client, board, headers, requests)
+                # Idle streams: they follow a board nobody writes to, so the CRUD phase sends
+                # them nothing (streams on the written board measure fan-out, not idleness).
                 writers, opening = await open_streams(
-                    config.gateway_port, tokens["access_token"], f"board:{board}", streams
+                    config.gateway_port, tokens["access_token"], f"board:{quiet_board}", streams
                 )
                 try:
                     await asyncio.sleep(2)
