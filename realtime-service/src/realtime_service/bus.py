@@ -3,8 +3,8 @@ the hub handles in arrival order.
 
 The wire contract is servicekit.bus: per-channel messages `{"first", "last", "events"}` for
 each committed batch, then `events.head` `{"through"}`, which the sequencer also repeats as a
-heartbeat. One subscription keeps the publisher's order,
-and the log's ids are dense, so the hub knows which id comes next, whatever the channel.
+heartbeat. One subscription keeps the publisher's order, and the log's ids are dense, so the
+hub knows which id comes next, whatever the channel.
 """
 
 import json
