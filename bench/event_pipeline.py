@@ -40,6 +40,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import uvloop
 
 from bench.api_throughput import run_wrk, wrk_script
 from servicekit.db import asyncpg_dsn
@@ -177,21 +178,23 @@ async def sign_up(base_url: str) -> tuple[str, str]:
     return token, board.json()["id"]
 
 
-# Processes by what they are: the stack's services by their uvicorn app, nginx (master and
-# workers) and PostgreSQL (every backend: only this benchmark's database is busy) by name.
+# Processes by what they are: the stack's services by their uvicorn app; nginx (master and
+# workers), PostgreSQL (every backend: only this benchmark's database is busy) and nats-server
+# by name.
 _CPU_GROUPS_BY_APP = {
     "auth_service.main:app": "auth",
     "api_service.main:app": "api",
     "realtime_service.main:app": "realtime",
     "bench.bare_asyncpg_app:app": "bare app",
 }
+_CPU_GROUPS_BY_NAME = ("nginx", "postgres", "nats-server")
 
 
 def cpu_seconds_by_group() -> dict[str, float]:
     """CPU seconds (user + system) spent so far by the processes this benchmark drives, and by
     wrk through the children this process has reaped."""
     tick = os.sysconf("SC_CLK_TCK")
-    totals = dict.fromkeys([*_CPU_GROUPS_BY_APP.values(), "nginx", "postgres"], 0.0)
+    totals = dict.fromkeys([*_CPU_GROUPS_BY_APP.values(), *_CPU_GROUPS_BY_NAME], 0.0)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -201,7 +204,7 @@ def cpu_seconds_by_group() -> dict[str, float]:
         except OSError:
             continue  # ended meanwhile
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        group = name if name in ("nginx", "postgres") else None
+        group = name if name in _CPU_GROUPS_BY_NAME else None
         for app, app_group in _CPU_GROUPS_BY_APP.items():
             if app in cmdline:
                 group = app_group
@@ -211,6 +214,8 @@ def cpu_seconds_by_group() -> dict[str, float]:
             totals[group] += (int(fields[11]) + int(fields[12])) / tick
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     totals["wrk"] = children.ru_utime + children.ru_stime
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    totals["benchmark"] = own.ru_utime + own.ru_stime
     return totals
 
 
@@ -261,32 +266,46 @@ async def gateway_phase(seconds: int, rounds: int) -> list[dict[str, Any]]:
     return results
 
 
-class Subscriber:
-    """A lean SSE client on a raw socket: records when each marked event arrives."""
+class Subscriber(asyncio.Protocol):
+    """A lean SSE client: records when each marked event arrives.
+
+    A protocol, not a stream reader, so that the measuring process spends as little as it can
+    per frame: its 1,000 sockets share the two cores with the stack it measures."""
 
     def __init__(self, arrivals: dict[int, list[float]]) -> None:
         self.arrivals = arrivals
         self.ready = asyncio.Event()
+        self.closed = asyncio.Event()
+        self._tail = b""
+        self._last_marker = -1
 
     async def run(self, port: int, path: str, token: str) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_connection(lambda: self, "127.0.0.1", port)
+        transport.write(
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
             "Accept: text/event-stream\r\n\r\n".encode()
         )
-        buffer = b""
         try:
-            while data := await reader.read(65536):
-                now = time.time()
-                buffer += data
-                *frames, buffer = buffer.split(b"\n\n")
-                for frame in frames:
-                    if b"event: ready" in frame:
-                        self.ready.set()
-                    for marker in _MARKER.findall(frame):
-                        self.arrivals.setdefault(int(marker), []).append(now)
+            await self.closed.wait()
         finally:
-            writer.close()
+            transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        # A marker may be cut between two reads: keep the end of the last one.
+        chunk = self._tail + data
+        self._tail = chunk[-64:]
+        if not self.ready.is_set() and b"event: ready" in chunk:
+            self.ready.set()
+        for found in _MARKER.findall(chunk):
+            marker = int(found)
+            if marker > self._last_marker:  # not one seen already at the end of the last read
+                self._last_marker = marker
+                self.arrivals.setdefault(marker, []).append(now)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set()
 
 
 def metric_sum(text: str, name: str) -> float:
@@ -323,6 +342,7 @@ async def delivery_run(
             node_urls = [f"http://127.0.0.1:{port}" for port in config.realtime_ports]
             api_url = f"http://127.0.0.1:{config.api_port}"
             before = await scrape([*node_urls, api_url])
+            cpu_before = cpu_seconds_by_group()
             responded: dict[int, float] = {}
             started = time.monotonic()
             async with httpx.AsyncClient(
@@ -342,6 +362,8 @@ async def delivery_run(
                     await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             elapsed = time.monotonic() - started
             await asyncio.sleep(3)
+            # Per event written: the whole window's CPU (the last deliveries included).
+            cpu = cpu_per_request(cpu_before, cpu_seconds_by_group(), len(responded))
             after = await scrape([*node_urls, api_url])
         finally:
             for task in reading:
@@ -375,6 +397,7 @@ async def delivery_run(
         "sequencer_mean_ms": delay_sum / delay_count * 1000 if delay_count else float("nan"),
         "log_queries_per_s": queries,
         "log_queries_per_s_total": sum(queries.values()),
+        "cpu_us_per_event": cpu,
     }
     print(
         f"  {mode:<10} nodes={nodes} subs={subscribers}: p50 {result['p50_ms']:.1f} ms"
@@ -382,6 +405,7 @@ async def delivery_run(
         f"  complete {len(complete)}/{len(responded)}"
         f"  log queries/s {result['log_queries_per_s_total']:.1f}"
     )
+    print(f"    CPU µs/event: {cpu_line(cpu)}")
     return result
 
 
@@ -454,4 +478,5 @@ if __name__ == "__main__":
         "--phase", action="append", choices=PHASES, help="only this phase (repeatable)"
     )
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.quick, arguments.phase or list(PHASES)))
+    # uvloop, as the services run on: the measuring process holds the subscribers' sockets.
+    uvloop.run(main(arguments.quick, arguments.phase or list(PHASES)))

@@ -73,6 +73,9 @@ class Subscriber:
         self._queue: deque[Item] = deque()
         self._queue_limit = queue_limit
         self._wake = asyncio.Event()
+        self._waiting = False
+        self._wake_at = 0.0
+        self._timer: asyncio.TimerHandle | None = None
 
     def push(self, item: Item) -> None:
         if self.close_reason is not None:
@@ -97,12 +100,31 @@ class Subscriber:
         """Until something is queued, a channel is revoked, the subscriber is closed, or
         `max_seconds` have passed."""
         if not self._queue and not self.revoked and self.close_reason is None:
-            # asyncio.timeout, not wait_for: wait_for makes a task per call, and this runs
-            # once per delivery per connection.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max_seconds):
-                    await self._wake.wait()
+            loop = asyncio.get_running_loop()
+            self._wake_at = loop.time() + max_seconds
+            # One timer per subscriber, kept across waits and moved only when it would fire
+            # too late: this runs once per delivery per connection, and arming and cancelling
+            # a timeout each time cost more than the rest of the wait.
+            if self._timer is None or self._timer.when() > self._wake_at:
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._timer = loop.call_at(self._wake_at, self._on_timer)
+            self._waiting = True
+            try:
+                await self._wake.wait()
+            finally:
+                self._waiting = False
         self._wake.clear()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if not self._waiting:
+            return  # woken by an item meanwhile; the next wait arms a timer of its own
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._wake_at:
+            self._wake.set()
+        else:
+            self._timer = loop.call_at(self._wake_at, self._on_timer)
 
     def take(self) -> list[Item]:
         items = list(self._queue)

@@ -6,6 +6,8 @@ CONNECTIONS = Gauge("realtime_connections", "Open connections", ["transport"])
 EVENTS_DELIVERED = Counter(
     "realtime_events_delivered", "Log events written to clients", ["transport"]
 )
+# Bound once: a label lookup on every delivery to every connection adds up.
+EVENTS_DELIVERED_BY_TRANSPORT = {t: EVENTS_DELIVERED.labels(transport=t) for t in TRANSPORTS}
 DELIVERY_LATENCY = Histogram(
     "realtime_delivery_latency_seconds",
     "From the event's commit to its write on the client's socket",
@@ -39,7 +41,6 @@ SERVER_CLOSE_CODES = {
 # Every series exists from the start, so rates and ratios over them never come out empty.
 for transport in TRANSPORTS:
     CONNECTIONS.labels(transport=transport)
-    EVENTS_DELIVERED.labels(transport=transport)
     for code in SERVER_CLOSE_CODES[transport]:
         DISCONNECTS.labels(transport=transport, code=str(code))
 for result in ("ok", "reset"):

@@ -142,7 +142,7 @@ def _deliver(events: list[LogEvent], after: int) -> tuple[bytes, int]:
             frames.append(event.sse)
             after = event.id
             metrics.DELIVERY_LATENCY.observe(max(0.0, now - event.committed_at))
-    metrics.EVENTS_DELIVERED.labels(transport="sse").inc(len(frames))
+    metrics.EVENTS_DELIVERED_BY_TRANSPORT["sse"].inc(len(frames))
     return b"".join(frames), after
 
 

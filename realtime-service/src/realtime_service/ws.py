@@ -322,4 +322,4 @@ class Session:
             if isinstance(item, LogEvent):
                 delivered += 1
                 metrics.DELIVERY_LATENCY.observe(max(0.0, now - item.committed_at))
-        metrics.EVENTS_DELIVERED.labels(transport="ws").inc(delivered)
+        metrics.EVENTS_DELIVERED_BY_TRANSPORT["ws"].inc(delivered)
