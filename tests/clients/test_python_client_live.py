@@ -2,6 +2,7 @@
 resume through replica restarts and gateway drops, token expiry, stalls, close codes."""
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -290,3 +291,30 @@ async def test_a_websocket_subscription_without_a_position_resumes_from_the_serv
     await subscription.aclose()
     await owner.client.aclose()
     await reader.client.aclose()
+
+
+async def test_tickets_never_reach_the_log(
+    client_stack: ClientStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """httpx logs each request's URL at INFO and websockets the handshake at DEBUG: a ticket
+    in the realtime URL is redacted from both."""
+    _, reader, _, channel, _ = await shared_board(client_stack)
+    issued: list[str] = []
+    issue = reader.client.live.ticket
+
+    async def recorded_ticket() -> str:
+        issued.append(await issue())
+        return issued[-1]
+
+    reader.client.live.ticket = recorded_ticket  # type: ignore[method-assign]
+    caplog.set_level(logging.DEBUG, logger="httpx")
+    caplog.set_level(logging.DEBUG, logger="websockets.client")
+    subscriptions = [subscribe(reader, channel, t, Recorder()) for t in TRANSPORTS]
+    await wait_for(lambda: all(s.state == "live" for s in subscriptions), what="live")
+    for subscription in subscriptions:
+        await subscription.aclose()
+    await reader.client.aclose()
+    assert len(issued) == 2
+    assert caplog.text.count("ticket=[redacted]") >= 2, caplog.text
+    for ticket in issued:
+        assert ticket not in caplog.text

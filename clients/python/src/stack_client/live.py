@@ -16,6 +16,7 @@ exponential backoff and resumed from the last delivered id, with no gap and no d
 import asyncio
 import contextlib
 import json
+import logging
 import random
 import re
 from collections.abc import AsyncIterator, Callable
@@ -42,6 +43,26 @@ RESUME_NOW_CODES = frozenset({1012, 4002})
 HTTP_TO_CLOSE_CODE = {401: 4401, 403: 4403, 422: 4400}
 # Not a close code: the connection failed or stalled, or the stream just ended.
 LOST = 0
+
+_TICKET_IN_QUERY = re.compile(r"(ticket=)[^&\s\"']+")
+
+
+class _RedactTickets(logging.Filter):
+    """A ticket travels in the realtime URL's query (where the server takes it) and is a
+    credential until redeemed; httpx logs every request's URL at INFO and websockets the
+    handshake's path at DEBUG. Nothing secret reaches a log, so both see it redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TICKET_IN_QUERY.sub(r"\1[redacted]", str(arg)) if "ticket=" in str(arg) else arg
+                for arg in record.args
+            )
+        return True
+
+
+for _logger_name in ("httpx", "websockets.client"):
+    logging.getLogger(_logger_name).addFilter(_RedactTickets())
 
 
 @dataclass(frozen=True)
