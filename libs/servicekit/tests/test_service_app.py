@@ -268,3 +268,58 @@ async def test_metrics_record_templated_routes_only(client: httpx.AsyncClient) -
     assert 'handler="/kit/notes/{note_id}"' in metrics
     assert "random-scanner-path-123" not in metrics
     assert 'handler="/metrics"' not in metrics
+
+
+def sample(metrics: str, name: str, labels: str) -> float:
+    """The value of one sample in `/metrics` text; 0 when it is absent."""
+    prefix = f"{name}{{{labels}}} "
+    for line in metrics.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix) :])
+    return 0.0
+
+
+async def test_metrics_name_and_size_requests_as_the_instrumentator_did(
+    client: httpx.AsyncClient,
+) -> None:
+    # The handler label comes from the route the router matched, or for what it does not name
+    # (a mount, a redirect to the path with(out) a trailing slash) from the instrumentator's own
+    # resolution: the series are those the instrumentator's middleware recorded.
+    cases = [
+        ("GET", "/kit/notes/42", None, 'handler="/kit/notes/{note_id}",method="GET",status="200"'),
+        ("PUT", "/kit/notes/42", None, 'handler="/kit/notes/{note_id}",method="PUT",status="405"'),
+        (
+            "GET",
+            "/kit/docs/assets/swagger-init.js",
+            None,
+            'handler="/kit/docs/assets",method="GET",status="200"',
+        ),
+        ("POST", "/kit/notes/", {"text": "x"}, 'handler="/kit/notes/",method="POST",status="307"'),
+        (
+            "POST",
+            "/kit/notes",
+            {"text": "crash"},
+            'handler="/kit/notes",method="POST",status="500"',
+        ),
+    ]
+    for method, path, body, labels in cases:
+        before = (await client.get("/metrics")).text
+        await client.request(method, path, json=body)
+        after = (await client.get("/metrics")).text
+        assert (
+            sample(after, "http_requests_total", labels)
+            == sample(before, "http_requests_total", labels) + 1
+        ), (method, path)
+
+    before = (await client.get("/metrics")).text
+    response = await client.post("/kit/notes", json={"text": "sized"})
+    after = (await client.get("/metrics")).text
+    handler = 'handler="/kit/notes"'
+    for name, size in [
+        ("http_request_size_bytes_sum", len(response.request.content)),
+        ("http_response_size_bytes_sum", len(response.content)),
+    ]:
+        assert sample(after, name, handler) == sample(before, name, handler) + size, name
+    latency = 'handler="/kit/notes",method="POST"'
+    count = "http_request_duration_seconds_count"
+    assert sample(after, count, latency) == sample(before, count, latency) + 1

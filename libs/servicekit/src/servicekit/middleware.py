@@ -1,5 +1,5 @@
-"""Request context: request id in and out, one access log line, and the last-resort 503
-(database unreachable) or 500."""
+"""Request context: request id in and out, one access log line, the HTTP metrics, and the
+last-resort 503 (database unreachable) or 500."""
 
 import logging
 import re
@@ -10,7 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit.errors import error_response
 from servicekit.logging import request_id_var
-from servicekit.metrics import REQUESTS_IN_PROGRESS
+from servicekit.metrics import REQUESTS_IN_PROGRESS, content_length, observe_request
 from servicekit.outage import RETRY_AFTER_SECONDS, is_database_unavailable, outage
 
 logger = logging.getLogger("servicekit.access")
@@ -35,7 +35,8 @@ class RequestContextMiddleware:
     """Pure ASGI (no BaseHTTPMiddleware) so that streaming responses pass through untouched.
 
     It sits inside Starlette's ServerErrorMiddleware, so it catches unhandled exceptions itself:
-    that way even a 500 carries the request id and the `{"error", "detail"}` body.
+    that way even a 500 carries the request id and the `{"error", "detail"}` body, and the
+    metrics count the status the client got.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -47,13 +48,21 @@ class RequestContextMiddleware:
             return
         request_id = request_id_from(scope)
         token = request_id_var.set(request_id)
+        # Routing rewrites the scope (a mount's root_path); the metrics resolve a route the
+        # router did not name against the scope as it arrived.
+        request_scope = dict(scope)
         started = time.perf_counter()
         status = 0
+        # Until the response starts: an SSE stream's lifetime stays out of the latency.
+        response_started = 0.0
+        response_size = 0
 
         async def send_with_request_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started, response_size
             if message["type"] == "http.response.start":
                 status = message["status"]
+                response_started = time.perf_counter()
+                response_size = content_length(message.get("headers", ()))
                 message["headers"] = [
                     *message.get("headers", []),
                     (REQUEST_ID_HEADER.encode(), request_id.encode()),
@@ -94,3 +103,13 @@ class RequestContextMiddleware:
                     },
                 )
             request_id_var.reset(token)
+            if scope["type"] == "http":
+                observe_request(
+                    scope,
+                    request_scope,
+                    # A request that ended without a response (the client went away) counts
+                    # as a 500.
+                    status or 500,
+                    response_started - started if status else 0.0,
+                    response_size,
+                )
