@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from api_service.config import Settings
+from api_service.outbox import events_committed
 from api_service.sequencer import Sequencer
 from servicekit.db import asyncpg_dsn
 from servicekit.testing import (
@@ -357,3 +358,31 @@ async def test_a_fence_kept_waiting_by_another_replica_refuses_its_batch() -> No
         finally:
             await other.close()
             await sequencer._release()
+
+
+async def test_a_commit_of_this_replica_cuts_the_idle_poll_short() -> None:
+    """Backed off to a long poll, the sequencer still moves this replica's events at once: the
+    commit nudges it (events_committed). Others' wait for the poll."""
+    async with fresh_database("nudge", MIGRATIONS) as url:
+        dsn = asyncpg_dsn(url)
+        settings = Settings(
+            database_url=url, sequencer_poll_min_seconds=1.0, sequencer_poll_max_seconds=5.0
+        )
+        running = asyncio.create_task(Sequencer(dsn, settings, None).run())
+        writer = await asyncpg.connect(dsn)
+        try:
+            for _ in range(3):
+                await asyncio.sleep(1.5)  # an empty poll: the sleep has backed off to 2-5 s
+                await writer.execute(
+                    "INSERT INTO api.event_inbox (channel, type, data, actor_id)"
+                    " VALUES ('board:x', 'task.created', '{}', gen_random_uuid())"
+                )
+                committed = time.monotonic()
+                events_committed(["task.created"])
+                await events_sequenced(dsn, timeout=10.0)
+                assert time.monotonic() - committed < 0.5
+        finally:
+            running.cancel()
+            with suppress(asyncio.CancelledError):
+                await running
+            await writer.close()

@@ -9,6 +9,7 @@ numbering them; readers see only the log.
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -91,13 +92,28 @@ async def append_events(db: Connection, actor_id: uuid.UUID, events: list[Event]
     )
     await db.fetchval(_APPEND_EVENTS, actor_id=str(actor_id), events=payload)
     types = [e.type for e in events]
-    db.after_commit(lambda: count_written(types))
+    db.after_commit(lambda: events_committed(types))
 
 
-def count_written(types: list[str]) -> None:
-    """Count committed events in `api_events_written_total`."""
+# Called after every commit that wrote events: this replica's sequencer, so that it moves them
+# at once rather than at its next poll (api_service.sequencer).
+_commit_listeners: set[Callable[[], None]] = set()
+
+
+def on_events_committed(listener: Callable[[], None]) -> Callable[[], None]:
+    """Call `listener` after each commit in this process that wrote events; returns the call
+    that stops it."""
+    _commit_listeners.add(listener)
+    return lambda: _commit_listeners.discard(listener)
+
+
+def events_committed(types: list[str]) -> None:
+    """After a commit that wrote events of `types`: count them in `api_events_written_total`
+    and tell the listeners."""
     for event_type in types:
         EVENTS_WRITTEN.labels(type=event_type).inc()
+    for listener in list(_commit_listeners):
+        listener()
 
 
 async def prune_events(engine: AsyncEngine, retention: timedelta) -> int:

@@ -36,6 +36,7 @@ import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
 
 from api_service.config import Settings
+from api_service.outbox import on_events_committed
 
 logger = logging.getLogger(__name__)
 
@@ -143,9 +144,13 @@ class Sequencer:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.epoch: int | None = None
         self._connection: asyncpg.Connection | None = None
+        self._nudged = asyncio.Event()
 
     async def run(self) -> None:
         """Sequence while holding the lease, try to take it otherwise; until cancelled."""
+        # A commit of this replica's that wrote events cuts the poll's sleep short: those
+        # events are moved at once (those of other replicas wait for the next poll).
+        stop_listening = on_events_committed(self._nudged.set)
         try:
             while True:
                 try:
@@ -156,6 +161,7 @@ class Sequencer:
                     await self._close()
                     await asyncio.sleep(min(1.0, self._lease / 3))
         finally:
+            stop_listening()
             await self._release()
 
     async def _run_connected(self) -> None:
@@ -198,7 +204,18 @@ class Sequencer:
             if moved >= self._batch_size:
                 continue
             idle = self._poll_min if moved else min(idle * 2, self._poll_max)
-            await asyncio.sleep(idle)
+            # While events stream in they are taken one batch per `idle`; once the inbox has
+            # nothing settled, a commit of this replica's cuts the backed-off sleep short.
+            await (asyncio.sleep(idle) if moved else self._sleep_unless_nudged(idle))
+
+    async def _sleep_unless_nudged(self, seconds: float) -> None:
+        """Until the next poll, or until this replica commits events (or has committed some
+        since the last nudge was taken)."""
+        if not self._nudged.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._nudged.wait()
+        self._nudged.clear()
 
     async def _acquire(self) -> bool:
         assert self._connection is not None

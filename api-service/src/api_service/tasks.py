@@ -24,7 +24,7 @@ from api_service.outbox import (
     append_events,
     appending_events,
     board_channel,
-    count_written,
+    events_committed,
 )
 from api_service.pagination import Cursor, Limit, decode_cursor, encode_cursor
 from api_service.schemas import Page, TaskCreate, TaskOut, TaskStatus, TaskUpdate
@@ -206,7 +206,7 @@ async def create_task(
     require_role(row["role"], WRITERS)
     if not row["assignee_is_member"]:
         raise AssigneeNotMember()
-    count_written(["task.created"])
+    events_committed(["task.created"])
     return _task_response(
         row["item"], row["version"], status.HTTP_201_CREATED, location=f"/api/tasks/{task_id}"
     )

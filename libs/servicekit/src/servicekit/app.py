@@ -80,8 +80,8 @@ def create_service_app(
     install_error_handlers(app)
     instrument(app)
     app.add_middleware(RequestContextMiddleware)
-    # Routes are matched in order, by the router and again by the metrics middleware: the
-    # service's own come first, hottest first as `routers` lists them, probes last.
+    # Routes are matched in order: the service's own come first, hottest first as `routers`
+    # lists them, probes last.
     for router in routers:
         app.include_router(router)
     install_docs(app, prefix)

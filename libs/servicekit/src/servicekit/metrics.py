@@ -88,7 +88,8 @@ def content_length(headers: Iterable[tuple[bytes, bytes]]) -> int:
     """The Content-Length of a request's or response's raw headers; 0 without one."""
     for name, value in headers:
         if name == b"content-length":
-            return int(value)
+            # The server has parsed it already; an app's odd header must not fail the request.
+            return int(value) if value.isdigit() else 0
     return 0
 
 
