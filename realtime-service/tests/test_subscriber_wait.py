@@ -1,11 +1,14 @@
-"""A subscriber's wait keeps one timer across waits: each wait still ends at its own deadline."""
+"""A subscriber's wait keeps one timer across waits: each wait still ends at its own deadline,
+on asyncio's loop and on uvloop, and a removed subscriber leaves no timer behind."""
 
 import asyncio
 import time
 import uuid
 
+import uvloop
+
 from realtime_service.events import Ephemeral
-from realtime_service.hub import Subscriber
+from realtime_service.hub import Hub, Subscriber
 
 ITEM = Ephemeral(channel="board:x", sender="other", ws="{}")
 
@@ -52,3 +55,41 @@ async def test_a_timer_that_fires_between_waits_wakes_nothing() -> None:
     waiting.take()
     await asyncio.sleep(0.2)  # the first wait's timer fires while nobody waits
     assert 0.25 <= await timed_wait(waiting, 0.3) < 2
+
+
+def test_on_uvloop_a_timer_firing_within_its_millisecond_ends_the_wait_without_spinning() -> None:
+    """uvloop (what the service runs on) keeps time in whole milliseconds and may fire a timer
+    just before its deadline: that firing ends the wait, rather than re-arming until the clock
+    ticks over (about 100 firings per wait)."""
+
+    async def firings_per_wait() -> float:
+        waiting = subscriber()
+        firings = 0
+        on_timer = waiting._on_timer
+
+        def counted() -> None:
+            nonlocal firings
+            firings += 1
+            on_timer()
+
+        waiting._on_timer = counted  # type: ignore[method-assign]
+        for _ in range(20):
+            await waiting.wait(0.0104)
+        return firings / 20
+
+    assert uvloop.run(firings_per_wait()) <= 2
+
+
+def test_a_removed_subscriber_leaves_no_timer_behind() -> None:
+    async def pending_timers_after_remove() -> int:
+        hub = Hub("postgresql://unused", poll_interval=1.0)
+        waiting = subscriber()
+        hub.subscribe(waiting, "board:x")
+        waiter = asyncio.create_task(waiting.wait(600))
+        await asyncio.sleep(0.01)
+        waiter.cancel()
+        hub.remove(waiting)
+        loop = asyncio.get_running_loop()
+        return sum(1 for handle in loop._scheduled if not handle.cancelled())  # type: ignore[attr-defined]
+
+    assert asyncio.run(pending_timers_after_remove()) == 0

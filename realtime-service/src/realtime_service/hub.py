@@ -54,6 +54,7 @@ _SELECT_REPLAY = (
 )
 
 Item = LogEvent | Ephemeral
+_TIMER_RESOLUTION = 0.001
 
 
 class Subscriber:
@@ -75,7 +76,8 @@ class Subscriber:
         self._wake = asyncio.Event()
         self._waiting = False
         self._wake_at = 0.0
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0
 
     def push(self, item: Item) -> None:
         if self.close_reason is not None:
@@ -105,10 +107,8 @@ class Subscriber:
             # One timer per subscriber, kept across waits and moved only when it would fire
             # too late: this runs once per delivery per connection, and arming and cancelling
             # a timeout each time cost more than the rest of the wait.
-            if self._timer is None or self._timer.when() > self._wake_at:
-                if self._timer is not None:
-                    self._timer.cancel()
-                self._timer = loop.call_at(self._wake_at, self._on_timer)
+            if self._timer is None or self._timer_at > self._wake_at:
+                self._arm(loop, self._wake_at)
             self._waiting = True
             try:
                 await self._wake.wait()
@@ -116,15 +116,28 @@ class Subscriber:
                 self._waiting = False
         self._wake.clear()
 
+    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        self.release()
+        self._timer_at = at
+        self._timer = loop.call_at(at, self._on_timer)
+
     def _on_timer(self) -> None:
         self._timer = None
         if not self._waiting:
             return  # woken by an item meanwhile; the next wait arms a timer of its own
         loop = asyncio.get_running_loop()
-        if loop.time() >= self._wake_at:
+        # uvloop keeps time in whole milliseconds, so a timer may fire up to 1 ms early: that
+        # counts as on time (re-arming for the rest would spin until the clock ticks over).
+        if loop.time() >= self._wake_at - _TIMER_RESOLUTION:
             self._wake.set()
         else:
-            self._timer = loop.call_at(self._wake_at, self._on_timer)
+            self._arm(loop, self._wake_at)
+
+    def release(self) -> None:
+        """Cancel the pending timer: the connection has ended, or the timer is being moved."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def take(self) -> list[Item]:
         items = list(self._queue)
@@ -223,6 +236,7 @@ class Hub:
         for channel in list(subscriber.channels):
             self.unsubscribe(subscriber, channel)
         self.subscribers.discard(subscriber)
+        subscriber.release()
 
     def close_all(self, code: int, reason: str) -> None:
         for subscriber in list(self.subscribers):

@@ -63,8 +63,11 @@ def _handler_of(scope: Scope, request_scope: Scope) -> str | None:
         path: str = route.path
         return path
     # Mounts, trailing-slash redirects and unmatched paths (rare): resolved as the
-    # instrumentator resolves them, against the scope as it arrived.
-    return get_route_name(HTTPConnection(request_scope), should_include_root_path=False)
+    # instrumentator resolves them, against the scope as it arrived. A redirect comes back
+    # named by the path as requested (`/api/tasks/<any id>/`): not recorded, or a scanner would
+    # make one series per URL.
+    name = get_route_name(HTTPConnection(request_scope), should_include_root_path=False)
+    return None if name == request_scope["path"] else name
 
 
 def observe_request(
