@@ -19,6 +19,7 @@ from .conftest import (
     PASSWORD,
     Account,
     bearer,
+    count_rows,
     login,
     password_grant,
     refresh_grant,
@@ -409,3 +410,29 @@ async def test_openapi_gives_every_error_status_the_error_schema(
     assert {"401", "404", "422", "429", "503"} <= set(lookup)
     admin_list = openapi["paths"]["/auth/admin/users"]["get"]["responses"]
     assert {"400", "401", "403", "422", "503"} <= set(admin_list)
+
+
+async def test_mails_prepared_at_once_for_one_account_send_one(
+    app: FastAPI, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """Two workers (or replicas) preparing the same reset at the same moment: the cooldown
+    holds, one message goes out."""
+    account = await register(client)
+    # Connections open in the pool first, so that the three start together.
+    await asyncio.gather(
+        *(count_rows(app, "SELECT count(*) FROM pg_sleep(0.05)") for _ in range(3))
+    )
+    prepared = await asyncio.gather(
+        *(
+            prepare_mail(app.state.db.sessionmaker, settings, MailRequest(RESET, email=email))
+            for email in (account.email, account.email.upper(), account.email)
+        )
+    )
+    assert len([mail for mail in prepared if mail is not None]) == 1
+    issued = await count_rows(
+        app,
+        "SELECT count(*) FROM auth.action_tokens t JOIN auth.users u ON u.id = t.user_id"
+        " WHERE lower(u.email) = lower(:email) AND t.purpose = 'reset'",
+        email=account.email,
+    )
+    assert issued == 1

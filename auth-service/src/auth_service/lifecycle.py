@@ -39,12 +39,17 @@ async def prepare_mail(
     """Find the account, issue its token and build the message; None when there is nothing to
     send (no such active account, already verified, or one sent within the cooldown)."""
     async with sessionmaker.begin() as session:
+        # The account row is locked until this transaction ends: two workers (or replicas)
+        # preparing a mail for one account take turns, so the second sees the first's token
+        # and the cooldown holds.
         if request.user_id is not None:
-            user = await session.get(User, request.user_id)
+            user = await session.get(User, request.user_id, with_for_update=True)
         else:
             assert request.email is not None
             user = await session.scalar(
-                select(User).where(func.lower(User.email) == func.lower(request.email))
+                select(User)
+                .where(func.lower(User.email) == func.lower(request.email))
+                .with_for_update()
             )
         if user is None or not user.is_active or (request.kind == VERIFY and user.email_verified):
             return None
