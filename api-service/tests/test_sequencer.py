@@ -362,7 +362,7 @@ async def test_a_fence_kept_waiting_by_another_replica_refuses_its_batch() -> No
 
 async def test_a_commit_of_this_replica_cuts_the_idle_poll_short() -> None:
     """Backed off to a long poll, the sequencer still moves this replica's events at once: the
-    commit nudges it (events_committed). Others' wait for the poll."""
+    commit nudges it (events_committed)."""
     async with fresh_database("nudge", MIGRATIONS) as url:
         dsn = asyncpg_dsn(url)
         settings = Settings(

@@ -2,8 +2,10 @@
 on asyncio's loop and on uvloop, and a removed subscriber leaves no timer behind."""
 
 import asyncio
+import gc
 import time
 import uuid
+import weakref
 
 import uvloop
 
@@ -81,15 +83,23 @@ def test_on_uvloop_a_timer_firing_within_its_millisecond_ends_the_wait_without_s
 
 
 def test_a_removed_subscriber_leaves_no_timer_behind() -> None:
-    async def pending_timers_after_remove() -> int:
-        hub = Hub("postgresql://unused", poll_interval=1.0)
+    async def removed_while_waiting(hub: Hub) -> "weakref.ref[Subscriber]":
         waiting = subscriber()
         hub.subscribe(waiting, "board:x")
-        waiter = asyncio.create_task(waiting.wait(600))
-        await asyncio.sleep(0.01)
-        waiter.cancel()
+        # Woken by an item: its 600 s timer is kept for the next wait, which never comes.
+        asyncio.get_running_loop().call_later(0.01, waiting.push, ITEM)
+        await waiting.wait(600)
         hub.remove(waiting)
-        loop = asyncio.get_running_loop()
-        return sum(1 for handle in loop._scheduled if not handle.cancelled())  # type: ignore[attr-defined]
+        return weakref.ref(waiting)
 
-    assert asyncio.run(pending_timers_after_remove()) == 0
+    async def after_remove() -> tuple[int, bool]:
+        gone = await removed_while_waiting(Hub("postgresql://unused", poll_interval=1.0))
+        loop = asyncio.get_running_loop()
+        pending = sum(1 for handle in loop._scheduled if not handle.cancelled())  # type: ignore[attr-defined]
+        # What a leftover timer would cost: the connection's subscriber kept alive.
+        gc.collect()
+        return pending, gone() is None
+
+    pending, collected = asyncio.run(after_remove())
+    assert pending == 0
+    assert collected

@@ -117,7 +117,7 @@ class Subscriber:
         self._wake.clear()
 
     def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
-        self.release()
+        self.cancel_timer()
         self._timer_at = at
         self._timer = loop.call_at(at, self._on_timer)
 
@@ -133,8 +133,9 @@ class Subscriber:
         else:
             self._arm(loop, self._wake_at)
 
-    def release(self) -> None:
-        """Cancel the pending timer: the connection has ended, or the timer is being moved."""
+    def cancel_timer(self) -> None:
+        """The connection has ended, or the timer is being moved: a pending timer would keep
+        the subscriber (and what it has queued) alive until it fires."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -236,7 +237,7 @@ class Hub:
         for channel in list(subscriber.channels):
             self.unsubscribe(subscriber, channel)
         self.subscribers.discard(subscriber)
-        subscriber.release()
+        subscriber.cancel_timer()
 
     def close_all(self, code: int, reason: str) -> None:
         for subscriber in list(self.subscribers):

@@ -54,11 +54,14 @@ class _RedactTickets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(
-                _TICKET_IN_QUERY.sub(r"\1[redacted]", str(arg)) if "ticket=" in str(arg) else arg
-                for arg in record.args
-            )
+            record.args = tuple(_redacted(arg) for arg in record.args)
         return True
+
+
+def _redacted(arg: object) -> object:
+    """`arg` as it was (a number stays a number for `%d`), or its text with tickets redacted."""
+    text = str(arg)
+    return _TICKET_IN_QUERY.sub(r"\1[redacted]", text) if "ticket=" in text else arg
 
 
 for _logger_name in ("httpx", "websockets.client"):
