@@ -4,10 +4,15 @@ RUN := $(UV) run --frozen
 DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/stack
 export DATABASE_URL
 
-.PHONY: install fmt lint test migrate dev stack-up stack-down run-auth run-api run-realtime bench \
+.PHONY: prerequisites install fmt lint test test-fast migrate dev stack-up stack-down run-auth run-api run-realtime bench \
 	compose-test helm-files images
 
-install:
+# What the tests and the native stack need (uv, Debian packages, the JavaScript client's
+# packages), installed when missing; without root it names the command to run instead.
+prerequisites:
+	deploy/local/prerequisites.sh
+
+install: prerequisites
 	$(UV) sync --frozen
 
 fmt:
@@ -19,8 +24,13 @@ lint:
 	$(RUN) ruff format --check .
 	$(RUN) mypy
 
+# The tiers (docs/testing.md): test-fast while you work (no gateway, no browser, no stack);
+# test, everything that runs natively, the README's test command and what CI runs first.
 test: install
 	$(RUN) pytest
+
+test-fast: install
+	$(RUN) pytest -m "not e2e"
 
 dev: install
 	$(RUN) python deploy/local/launcher.py dev

@@ -26,6 +26,9 @@ sys.path.insert(0, str(ROOT / "deploy" / "grafana"))
 from launcher import NativeStack, StackConfig  # noqa: E402
 
 PASSWORD = "e2e password 1"
+# The gateway's limits in the test stacks: sign-ups and logins are not paced, but a flood
+# beyond the burst is still refused. The production rates: tests/test_gateway_nginx.py.
+TEST_RATE_LIMITS = {"token_rate": "50r/s", "register_rate": "50r/s", "mail_rate": "50r/s"}
 SESSION_STARTED = time.time()
 
 
@@ -122,7 +125,7 @@ async def native_stack(
             # INFO: the log check must see every line a request can make a service write.
             # Small pools: several test stacks share one PostgreSQL and its 100 connections.
             extra_env={"LOG_LEVEL": "INFO", "DB_POOL_SIZE": "3", **(service_env or {})},
-            **settings,
+            **{**TEST_RATE_LIMITS, **settings},
         )
         native = NativeStack(config)
         try:

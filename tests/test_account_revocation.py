@@ -68,6 +68,7 @@ def admin_stack(stack: NativeStack | None) -> NativeStack | None:
     return stack
 
 
+@pytest.mark.compose
 async def test_deactivation_closes_live_connections_and_api_access_within_5_s(
     admin_stack: NativeStack | None, gateway: httpx.AsyncClient, base_url: str
 ) -> None:

@@ -15,9 +15,13 @@ from servicekit.testing import SseStream
 from .conftest import ROOT, sign_up
 
 PROJECT = os.environ.get("E2E_COMPOSE_PROJECT", "")
-pytestmark = pytest.mark.skipif(
-    not PROJECT, reason="needs the compose stack and a Docker engine: make compose-test"
-)
+PROMETHEUS_URL = os.environ.get("E2E_PROMETHEUS_URL", "")
+pytestmark = [
+    pytest.mark.compose,
+    pytest.mark.skipif(
+        not PROJECT, reason="needs the compose stack and a Docker engine: make compose-test"
+    ),
+]
 
 
 def compose(*args: str, project: str = PROJECT, timeout: float = 120) -> str:
@@ -172,3 +176,21 @@ def test_the_build_context_leaves_out_the_virtualenv_and_everything_unbuilt() ->
     finally:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
     assert size < 5 * 1024 * 1024, f"the build context is {size / 1e6:.0f} MB"
+
+
+async def test_prometheus_scrapes_every_job_of_its_configuration() -> None:
+    """Every job of deploy/prometheus/prometheus.yml has targets, found through compose's DNS,
+    and every target answers its scrape: the services, both exporters, Prometheus itself."""
+    if not PROMETHEUS_URL:
+        pytest.skip("E2E_PROMETHEUS_URL names no Prometheus")
+    expected = {"auth", "api", "realtime", "nginx", "postgres", "prometheus"}
+    health: dict[str, set[str]] = {}
+    async with httpx.AsyncClient(timeout=5) as client, asyncio.timeout(60):
+        while True:
+            targets = (await client.get(f"{PROMETHEUS_URL}/api/v1/targets")).json()
+            health = {}
+            for target in targets["data"]["activeTargets"]:
+                health.setdefault(target["labels"]["job"], set()).add(target["health"])
+            if set(health) == expected and all(h == {"up"} for h in health.values()):
+                return
+            await asyncio.sleep(1)

@@ -3,7 +3,7 @@
 is closed 1011 with a reason, each service logs the outage once (no traceback per request),
 and everything works again by itself once the server is back.
 
-The cluster is the test's own (tests/pgcluster.py), stopped and started by the test."""
+The cluster is the test's own (servicekit.pgcluster), stopped and started by the test."""
 
 import asyncio
 import json
@@ -18,10 +18,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from servicekit.db import ensure_database
+from servicekit.pgcluster import Cluster, own_cluster
 from servicekit.testing import free_port
 
 from .conftest import ROOT, NativeStack, StackConfig, User, gateway_client, sign_up
-from .pgcluster import Cluster, own_cluster
 
 Call = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
 

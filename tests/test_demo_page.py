@@ -70,6 +70,7 @@ def column(page: Page, status: str, title: str) -> object:
     return page.locator(f".column[data-status={status}] .task", has_text=title)
 
 
+@pytest.mark.compose
 async def test_two_users_see_each_others_changes_within_a_second(
     browser: Browser, base_url: str, shared_board: tuple[dict[str, str], User, User, User]
 ) -> None:
@@ -97,6 +98,7 @@ async def test_two_users_see_each_others_changes_within_a_second(
         await editor_context.close()
 
 
+@pytest.mark.compose
 async def test_events_written_while_offline_appear_after_reconnecting(
     browser: Browser,
     base_url: str,
@@ -230,6 +232,7 @@ async def sign_in_on(page: Page, email: str, password: str) -> None:
     await expect(page.locator("#boards-view")).to_be_visible()
 
 
+@pytest.mark.compose
 async def test_a_forgotten_password_is_reset_through_the_mailed_link(
     browser: Browser, base_url: str, gateway: httpx.AsyncClient, mail_url: str
 ) -> None:

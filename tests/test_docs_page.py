@@ -20,6 +20,7 @@ async def chromium() -> AsyncIterator[Browser]:
         await launched.close()
 
 
+@pytest.mark.compose
 @pytest.mark.parametrize("service", ["auth", "api", "realtime"])
 async def test_swagger_ui_renders_every_operation_offline(
     chromium: Browser, gateway: httpx.AsyncClient, base_url: str, service: str

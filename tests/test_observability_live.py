@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from launcher import NativeStack
+from promql_queries import dashboard_queries, exported_metric_names, recorded_names, substitute
 from websockets.asyncio.client import connect
 
 from servicekit.testing import SseStream, free_port
 
 from .conftest import native_only, native_stack, sign_up
-from .observability import dashboard_queries, exported_metric_names, recorded_names, substitute
 
 pytestmark = native_only("it scrapes the stack with a Prometheus of its own")
 

@@ -3,6 +3,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from auth_service.config import Settings
+from auth_service.passwords import PasswordHasher
+
 from .conftest import PASSWORD, count_rows, unique_email
 
 
@@ -40,8 +43,26 @@ async def test_password_is_stored_as_argon2id_hash(app: FastAPI, client: httpx.A
         stored = await conn.scalar(
             text("SELECT password_hash FROM auth.users WHERE email = :e"), {"e": email}
         )
-    assert stored.startswith("$argon2id$")
+    # The cost the settings give: the test run's lowered one (conftest.py at the root).
+    assert stored.startswith("$argon2id$v=19$m=1024,t=1,p=4$"), stored
     assert PASSWORD not in stored
+
+
+async def test_the_default_cost_is_the_production_one_and_upgrades_cheaper_hashes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PASSWORD_HASH_MEMORY_KIB")
+    monkeypatch.delenv("PASSWORD_HASH_ITERATIONS")
+    production = PasswordHasher(Settings())
+    stored = await production.hash(PASSWORD)
+    assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$"), stored
+    assert await production.verify(PASSWORD, stored) == (True, None)
+    # A hash made at the test cost (or any outdated one) is replaced at the next login.
+    cheap = await PasswordHasher(Settings(password_hash_memory_kib=1024)).hash(PASSWORD)
+    matches, upgraded = await production.verify(PASSWORD, cheap)
+    assert matches
+    assert upgraded is not None
+    assert upgraded.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
 
 
 async def test_same_email_in_other_case_is_taken(app: FastAPI, client: httpx.AsyncClient) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make compose-test`: the compose stack, built and brought up as a user would, then the
-# end-to-end tests in tests/ through its gateway (E2E_BASE_URL); then a second copy of the
-# stack beside it (another project name), with the journey run through its own gateway.
+# smoke selection of the end-to-end tests (marked `compose`: what compose can break is wiring,
+# not logic, which `make test` covers natively) through its gateway (E2E_BASE_URL); then a
+# second copy of the stack beside it (another project name), with the journey run through its own gateway.
 # Whatever happens, the logs of any service that is not healthy are printed and both copies
 # are taken down with their volumes.
 #
@@ -70,14 +71,16 @@ stack "$PROJECT" "$GATEWAY_PORT" "$PROMETHEUS_PORT" "$MAIL_VIEWER_PORT" up -d --
   --wait-timeout 300 "${SERVICES[@]}" || exit 1
 took "up until healthy"
 
-# The mail tests read what auth sent from the mail catcher's listing, when it runs.
-mail_url=""
-if ((${#SERVICES[@]} == 0)) || [[ " ${SERVICES[*]} " == *" mailcatcher "* ]]; then
-  mail_url=http://127.0.0.1:$MAIL_VIEWER_PORT
-fi
-step "end-to-end tests through http://127.0.0.1:$GATEWAY_PORT"
+runs() { ((${#SERVICES[@]} == 0)) || [[ " ${SERVICES[*]} " == *" $1 "* ]]; }
+# The mail tests read what auth sent from the mail catcher's listing, when it runs; the
+# scrape test asks Prometheus, when it runs.
+mail_url="" prometheus_url=""
+runs mailcatcher && mail_url=http://127.0.0.1:$MAIL_VIEWER_PORT
+runs prometheus && prometheus_url=http://127.0.0.1:$PROMETHEUS_PORT
+step "the smoke selection of the end-to-end tests through http://127.0.0.1:$GATEWAY_PORT"
 E2E_BASE_URL=http://127.0.0.1:$GATEWAY_PORT E2E_COMPOSE_PROJECT=$PROJECT E2E_MAIL_URL=$mail_url \
-  uv run --frozen pytest tests -p no:cacheprovider -rs
+  E2E_PROMETHEUS_URL=$prometheus_url \
+  uv run --frozen pytest tests -m compose -p no:cacheprovider -rs
 tests=$?
 took "end-to-end tests"
 

@@ -55,6 +55,9 @@ TEMPLATE_VARIABLES = (
     "AUTH_SERVERS",
     "API_SERVERS",
     "REALTIME_SERVERS",
+    "TOKEN_RATE",
+    "REGISTER_RATE",
+    "MAIL_RATE",
 )
 
 
@@ -100,6 +103,11 @@ class StackConfig:
     mail_viewer_port: int = 0
     # Production-like by default; the live observability test scrapes every second.
     scrape_interval: str = "15s"
+    # The gateway's per-address limits on logins, sign-ups and mail requests (nginx's rates).
+    # Test stacks raise them so that sign-ups are not paced; a flood is still refused.
+    token_rate: str = "5r/s"
+    register_rate: str = "2r/s"
+    mail_rate: str = "1r/s"
     # How long a process may take to become ready (several importing at once on a loaded
     # machine can take longer than the default; benchmarks give more).
     ready_within: float = 30.0
@@ -151,6 +159,9 @@ class StackConfig:
             "AUTH_SERVERS": servers([self.auth_port]),
             "API_SERVERS": servers([self.api_port]),
             "REALTIME_SERVERS": servers(self.realtime_ports),
+            "TOKEN_RATE": self.token_rate,
+            "REGISTER_RATE": self.register_rate,
+            "MAIL_RATE": self.mail_rate,
         }
 
 

@@ -1,5 +1,5 @@
 """The clients' tests: a native stack tuned so that what takes minutes in production happens
-within a test (access tokens of 12 s, heartbeats every second), a second one whose connection
+within a test (access tokens of 4 s, heartbeats every second), a second one whose connection
 queues hold 3 events (so that a burst cuts a subscriber off as too slow), a control endpoint
 for what a test cannot do through the gateway (restart a realtime replica, read the event log),
 and a TCP proxy of the test's own in front of the gateway."""
@@ -20,13 +20,12 @@ from servicekit.testing import events_sequenced
 from ..conftest import native_stack
 from .proxy import Proxy
 
-ACCESS_TOKEN_TTL_SECONDS = 12
+ACCESS_TOKEN_TTL_SECONDS = 4
 HEARTBEAT_SECONDS = 1
 CLIENT_STACK_ENV = {
     "ACCESS_TOKEN_TTL_SECONDS": str(ACCESS_TOKEN_TTL_SECONDS),
     "HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS),
-    # The deployment's pool size: these stacks carry the heaviest live load of the suite, and
-    # at most two of them run at once (module scope).
+    # The deployment's pool size: this stack carries the heaviest live load of the suite.
     "DB_POOL_SIZE": "10",
 }
 TINY_QUEUE_LIMIT = 3
@@ -55,15 +54,19 @@ async def event_log(database_url: str, channel: str, after: int) -> list[dict[st
     return [{"id": row["id"], "type": row["type"]} for row in rows]
 
 
-@pytest.fixture(scope="module")
+# Both stacks serve every client module of the run (session scope): each test signs up its own
+# users and works on its own boards. Tests that restart a replica do so through the control
+# endpoint; the clients under test must ride it out, and so must the tests after them.
+@pytest.fixture(scope="session")
 async def client_stack() -> AsyncIterator[ClientStack]:
     async with controlled_stack("clients", CLIENT_STACK_ENV) as stack:
         yield stack
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 async def tiny_queue_stack() -> AsyncIterator[ClientStack]:
-    env = {**CLIENT_STACK_ENV, "QUEUE_LIMIT": str(TINY_QUEUE_LIMIT)}
+    # Small pools: it serves only the too-slow tests, and lives as long as the run.
+    env = {**CLIENT_STACK_ENV, "QUEUE_LIMIT": str(TINY_QUEUE_LIMIT), "DB_POOL_SIZE": "3"}
     async with controlled_stack("clients_slow", env) as stack:
         yield stack
 

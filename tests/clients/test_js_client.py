@@ -13,7 +13,7 @@ import signal
 import pytest
 
 from ..conftest import ROOT
-from .conftest import ClientStack
+from .conftest import ACCESS_TOKEN_TTL_SECONDS, ClientStack
 
 JS_CLIENT = ROOT / "clients" / "js"
 # These need connection queues small enough for a burst to overflow them.
@@ -50,6 +50,7 @@ async def run_node_tests(client_stack: ClientStack, test_file: str) -> None:
             **os.environ,
             "STACK_URL": client_stack.base_url,
             "STACK_CONTROL_URL": client_stack.control_url,
+            "STACK_ACCESS_TOKEN_TTL_SECONDS": str(ACCESS_TOKEN_TTL_SECONDS),
         },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

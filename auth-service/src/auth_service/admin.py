@@ -44,7 +44,7 @@ async def create_admin(settings: Settings, email: str) -> str:
                 user.is_admin, user.is_active = True, True
                 return f"{user.email} is now an admin"
             password = TypeAdapter(Password).validate_python(read_password())
-            hashed = await PasswordHasher(1).hash(password)
+            hashed = await PasswordHasher(settings, concurrency=1).hash(password)
             session.add(
                 User(
                     id=uuid.uuid4(),

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from servicekit.settings import ServiceSettings
 
@@ -18,6 +18,11 @@ class Settings(ServiceSettings):
     key_retirement_grace_seconds: int = 3600
     # Concurrent argon2 hashes; each takes 64 MiB and a core for ~50 ms.
     password_hash_concurrency: int = 2
+    # argon2id's cost (RFC 9106's second recommended option: 64 MiB, three passes). Test stacks
+    # lower it so that a sign-up costs milliseconds; anything else keeps the default. A stored
+    # hash with other parameters is upgraded at its next successful login.
+    password_hash_memory_kib: int = Field(default=64 * 1024, ge=1024)
+    password_hash_iterations: int = Field(default=3, ge=1)
     # Per-account login throttling: this many failures for one email within the window lock
     # it out for the base time, doubling with each lockout up to the cap. State is in
     # PostgreSQL, so it holds across replicas; a successful login clears it.

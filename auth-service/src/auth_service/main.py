@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await signing_keys.start()
         app.state.db = database
         app.state.signing_keys = signing_keys
-        app.state.passwords = PasswordHasher(settings.password_hash_concurrency)
+        app.state.passwords = PasswordHasher(settings)
         mailer = Mailer(settings, partial(prepare_mail, database.sessionmaker, settings))
         mailer.start()
         app.state.mailer = mailer

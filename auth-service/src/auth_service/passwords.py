@@ -1,4 +1,5 @@
-"""argon2id hashing, always in a worker thread: one hash is ~50 ms of CPU and 64 MiB."""
+"""argon2id hashing, always in a worker thread: one hash is ~50 ms of CPU and 64 MiB at the
+default cost (auth_service.config)."""
 
 import asyncio
 import secrets
@@ -6,12 +7,18 @@ import secrets
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 
+from auth_service.config import Settings
+
 
 class PasswordHasher:
-    def __init__(self, concurrency: int) -> None:
-        self._hash = PasswordHash((Argon2Hasher(),))
+    def __init__(self, settings: Settings, concurrency: int | None = None) -> None:
+        hasher = Argon2Hasher(
+            time_cost=settings.password_hash_iterations,
+            memory_cost=settings.password_hash_memory_kib,
+        )
+        self._hash = PasswordHash((hasher,))
         # Bounds the memory and CPU that a burst of logins can take (64 MiB per hash).
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = asyncio.Semaphore(concurrency or settings.password_hash_concurrency)
         self._dummy_hash: str | None = None
 
     async def hash(self, password: str) -> str:

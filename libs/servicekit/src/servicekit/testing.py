@@ -27,16 +27,20 @@ from sqlalchemy.engine import make_url
 from servicekit.db import asyncpg_dsn, drop_database, ensure_database
 from servicekit.migrations import upgrade
 
-ADMIN_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-)
+DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+
+
+def admin_url() -> str:
+    """The server the tests make their databases on: TEST_DATABASE_URL, read when needed (the
+    test run may start a throwaway cluster and set it after this module is imported)."""
+    return os.environ.get("TEST_DATABASE_URL", DEFAULT_TEST_DATABASE_URL)
 
 
 @asynccontextmanager
 async def fresh_database(prefix: str, migration_dirs: Sequence[Path] = ()) -> AsyncIterator[str]:
     """A new database named `test_<prefix>_<random>`, migrated, dropped on exit."""
     name = f"test_{prefix}_{uuid.uuid4().hex[:8]}"
-    url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    url = make_url(admin_url()).set(database=name).render_as_string(hide_password=False)
     await ensure_database(url)
     try:
         for directory in migration_dirs:

@@ -1,4 +1,5 @@
-"""What the dashboard and rule checks share: every query, and the metrics each one reads."""
+"""What the dashboard, rule and live observability checks share: every query, and the metrics
+each one reads."""
 
 import json
 import re
@@ -10,7 +11,7 @@ from typing import Any
 import promql_parser
 import yaml
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
 PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "stack.rules.yml"

@@ -1,5 +1,6 @@
-"""A PostgreSQL cluster of a test's own, in a temporary directory, that the test may stop and
-start: outages are never rehearsed on a shared server."""
+"""A PostgreSQL cluster of the tests' own, in a temporary directory, from the installed server
+binaries: one a test may stop and start (outages are never rehearsed on a shared server), or
+the throwaway server of a test run when none answers at TEST_DATABASE_URL."""
 
 import asyncio
 import os
@@ -37,7 +38,7 @@ class Cluster:
     def url(self, database: str) -> str:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
 
-    def _pg_ctl(self, *args: str) -> None:
+    def pg_ctl(self, *args: str) -> None:
         options = (
             f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1"
             " -c max_connections=200 -c fsync=off -c shared_buffers=32MB"
@@ -56,11 +57,11 @@ class Cluster:
         subprocess.run(_as_postgres(command), check=True, capture_output=True)
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._pg_ctl, "start")
+        await asyncio.to_thread(self.pg_ctl, "start")
 
     async def stop(self) -> None:
         """A fast shutdown: sessions are terminated, as when a server is restarted."""
-        await asyncio.to_thread(self._pg_ctl, "stop", "-m", "fast")
+        await asyncio.to_thread(self.pg_ctl, "stop", "-m", "fast")
 
 
 def _as_postgres(command: list[str]) -> list[str]:
@@ -73,7 +74,7 @@ def _as_postgres(command: list[str]) -> list[str]:
 @contextmanager
 def own_cluster() -> Iterator[Cluster]:
     """A fresh, stopped cluster (trust authentication, user postgres), removed on exit."""
-    data_dir = Path(tempfile.mkdtemp(prefix="pg-outage-"))
+    data_dir = Path(tempfile.mkdtemp(prefix="pg-test-"))
     if os.geteuid() == 0:
         postgres = pwd.getpwnam("postgres")
         os.chown(data_dir, postgres.pw_uid, postgres.pw_gid)

@@ -4,8 +4,7 @@ import promql_parser
 import pytest
 import yaml
 from build_dashboards import rendered
-
-from .observability import (
+from promql_queries import (
     DASHBOARDS,
     GRAFANA_BUILTINS,
     PROVISIONING,

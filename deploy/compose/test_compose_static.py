@@ -14,7 +14,7 @@ from api_service.config import Settings as ApiSettings
 from auth_service.config import Settings as AuthSettings
 from realtime_service.config import Settings as RealtimeSettings
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 SERVICES = {
     "auth": (AuthSettings, 8001),

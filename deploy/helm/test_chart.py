@@ -26,7 +26,7 @@ from api_service.config import Settings as ApiSettings
 from auth_service.config import Settings as AuthSettings
 from realtime_service.config import Settings as RealtimeSettings
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 CHART = ROOT / "deploy" / "helm" / "stack"
 CRD = ROOT / "deploy" / "helm" / "schemas" / "servicemonitors.monitoring.coreos.com.yaml"
 KUBERNETES_VERSION = "1.37.0"

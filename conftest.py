@@ -1,0 +1,65 @@
+"""What every test run shares: the tiers (docs/testing.md) and the database server.
+
+- Tests under `tests/` start the whole native stack (or use one at E2E_BASE_URL): they are
+  marked `e2e`, and `make test-fast` leaves them out.
+- Every process a test starts inherits the test-only settings below (each defaults to its
+  production value outside tests; one test each runs that value).
+- When no PostgreSQL answers at TEST_DATABASE_URL, the run starts a throwaway cluster of its
+  own from the installed server binaries, on a free port, and removes it at the end."""
+
+import asyncio
+import os
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from servicekit.db import asyncpg_dsn
+from servicekit.pgcluster import own_cluster
+from servicekit.testing import admin_url
+
+END_TO_END = Path(__file__).parent / "tests"
+TEST_ONLY_SETTINGS = {
+    # argon2id at 1 MiB and one pass instead of 64 MiB and three: a sign-up in milliseconds.
+    # The production cost: auth-service/tests/test_register.py.
+    "PASSWORD_HASH_MEMORY_KIB": "1024",
+    "PASSWORD_HASH_ITERATIONS": "1",
+}
+_throwaway_cluster = ExitStack()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(END_TO_END):
+            item.add_marker(pytest.mark.e2e)
+
+
+async def _answers(url: str) -> bool:
+    try:
+        connection = await asyncpg.connect(asyncpg_dsn(url), timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    await connection.close()
+    return True
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, value in TEST_ONLY_SETTINGS.items():
+        os.environ.setdefault(name, value)
+    # xdist's workers inherit the controller's environment, cluster included.
+    if hasattr(config, "workerinput") or asyncio.run(_answers(admin_url())):
+        return
+    cluster = _throwaway_cluster.enter_context(own_cluster())
+    cluster.pg_ctl("start")
+    os.environ["TEST_DATABASE_URL"] = cluster.admin_url
+    print(
+        f"conftest: no PostgreSQL at TEST_DATABASE_URL; a throwaway cluster runs on port "
+        f"{cluster.port} for this run",
+        file=sys.stderr,
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _throwaway_cluster.close()

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs what the tests and the native stack need, and nothing that is already there: uv (pinned),
+# the Debian packages below, and the JavaScript client's locked packages (npm ci). Idempotent: on a
+# machine that has everything it checks and returns in well under a second. `make test` and
+# `.ci/run` call it. Debian packages need root: without it, it names the command and stops.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+UV_VERSION=0.13.9
+
+# Each Debian package, with the file that shows it is installed:
+#   nginx-light: the gateway; prometheus: promtool and the native monitoring; the nginx and
+#   PostgreSQL exporters; chromium: the pages rendered in tests (Playwright drives Debian's
+#   browser, it cannot download its own here); nats-server: the event bus; postgresql: initdb and
+#   pg_ctl for the tests' own clusters (a throwaway one when none answers, the outage test's);
+#   nodejs and npm: the JavaScript client's tests.
+declare -A package_probe=(
+  [nginx-light]=/usr/sbin/nginx
+  [prometheus]=/usr/bin/promtool
+  [prometheus-nginx-exporter]=/usr/bin/prometheus-nginx-exporter
+  [prometheus-postgres-exporter]=/usr/bin/prometheus-postgres-exporter
+  [chromium]=/usr/bin/chromium
+  [nats-server]=/usr/sbin/nats-server
+  [postgresql]=/usr/lib/postgresql/*/bin/initdb
+  [nodejs]=node
+  [npm]=npm
+)
+
+installed() {
+  local probe=$1
+  if [[ $probe == /* ]]; then
+    compgen -G "$probe" >/dev/null
+  else
+    command -v "$probe" >/dev/null 2>&1
+  fi
+}
+
+missing=()
+for package in "${!package_probe[@]}"; do
+  installed "${package_probe[$package]}" || missing+=("$package")
+done
+
+if ((${#missing[@]})); then
+  if ((EUID != 0)); then
+    echo "prerequisites: missing Debian packages: ${missing[*]}" >&2
+    echo "prerequisites: install them with: sudo $0" >&2
+    exit 1
+  fi
+  echo "prerequisites: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+if ! command -v uv >/dev/null 2>&1 || [[ $(uv --version) != "uv ${UV_VERSION}"* ]]; then
+  echo "prerequisites: installing uv ${UV_VERSION}"
+  if ((EUID == 0)); then
+    python3 -m pip install --quiet "uv==${UV_VERSION}"
+  else
+    python3 -m pip install --quiet --user "uv==${UV_VERSION}"
+  fi
+  if ! command -v uv >/dev/null 2>&1; then
+    echo "prerequisites: uv is installed in $(python3 -m site --user-base)/bin: add it to PATH" >&2
+    exit 1
+  fi
+fi
+
+# npm ci only when the lock file is newer than the last install.
+lock=clients/js/package-lock.json
+if [[ ! clients/js/node_modules/.installed-lock -nt $lock ]]; then
+  echo "prerequisites: npm ci in clients/js"
+  npm ci --prefix clients/js --no-audit --no-fund --loglevel=error
+  touch clients/js/node_modules/.installed-lock
+fi
