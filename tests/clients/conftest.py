@@ -1,6 +1,7 @@
 """The clients' tests: a native stack tuned so that what takes minutes in production happens
-within a test (access tokens of 4 s, heartbeats every second), a second one whose connection
-queues hold 3 events (so that a burst cuts a subscriber off as too slow), a control endpoint
+within a test (access tokens of 12 s, heartbeats every second), one whose connection queues
+hold 3 events (so that a burst cuts a subscriber off as too slow), one whose access tokens
+last 4 s (so that a test sees several expire within seconds), a control endpoint
 for what a test cannot do through the gateway (restart a realtime replica, read the event log),
 and a TCP proxy of the test's own in front of the gateway."""
 
@@ -20,7 +21,8 @@ from servicekit.testing import events_sequenced
 from ..conftest import native_stack
 from .proxy import Proxy
 
-ACCESS_TOKEN_TTL_SECONDS = 4
+ACCESS_TOKEN_TTL_SECONDS = 12
+SHORT_ACCESS_TOKEN_TTL_SECONDS = 4
 HEARTBEAT_SECONDS = 1
 CLIENT_STACK_ENV = {
     "ACCESS_TOKEN_TTL_SECONDS": str(ACCESS_TOKEN_TTL_SECONDS),
@@ -36,6 +38,7 @@ class ClientStack:
     base_url: str
     control_url: str
     database_url: str
+    access_token_ttl_seconds: int
 
 
 async def event_log(database_url: str, channel: str, after: int) -> list[dict[str, object]]:
@@ -54,7 +57,7 @@ async def event_log(database_url: str, channel: str, after: int) -> list[dict[st
     return [{"id": row["id"], "type": row["type"]} for row in rows]
 
 
-# Both stacks serve every client module of the run (session scope): each test signs up its own
+# The stacks serve every client module of the run (session scope): each test signs up its own
 # users and works on its own boards. Tests that restart a replica do so through the control
 # endpoint; the clients under test must ride it out, and so must the tests after them.
 @pytest.fixture(scope="session")
@@ -63,11 +66,21 @@ async def client_stack() -> AsyncIterator[ClientStack]:
         yield stack
 
 
+# Small pools for the next two: each serves a few tests, and lives as long as the run.
 @pytest.fixture(scope="session")
 async def tiny_queue_stack() -> AsyncIterator[ClientStack]:
-    # Small pools: it serves only the too-slow tests, and lives as long as the run.
     env = {**CLIENT_STACK_ENV, "QUEUE_LIMIT": str(TINY_QUEUE_LIMIT), "DB_POOL_SIZE": "3"}
     async with controlled_stack("clients_slow", env) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+async def short_token_stack() -> AsyncIterator[ClientStack]:
+    # Apart from the tiny queues: an SSE stream that ends every few seconds as its token
+    # expires starts its replay again, and would never be cut off as too slow.
+    ttl = str(SHORT_ACCESS_TOKEN_TTL_SECONDS)
+    env = {**CLIENT_STACK_ENV, "ACCESS_TOKEN_TTL_SECONDS": ttl, "DB_POOL_SIZE": "3"}
+    async with controlled_stack("clients_short", env) as stack:
         yield stack
 
 
@@ -102,7 +115,12 @@ async def controlled_stack(name: str, env: dict[str, str]) -> AsyncIterator[Clie
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         try:
-            yield ClientStack(stack.config.gateway_url, f"http://127.0.0.1:{port}", database_url)
+            yield ClientStack(
+                stack.config.gateway_url,
+                f"http://127.0.0.1:{port}",
+                database_url,
+                int(env["ACCESS_TOKEN_TTL_SECONDS"]),
+            )
         finally:
             server.close()
 

@@ -13,13 +13,17 @@ import signal
 import pytest
 
 from ..conftest import ROOT
-from .conftest import ACCESS_TOKEN_TTL_SECONDS, ClientStack
+from .conftest import ClientStack
 
 JS_CLIENT = ROOT / "clients" / "js"
-# These need connection queues small enough for a burst to overflow them.
+# These need queues small enough for a burst to overflow them, or tokens short enough to
+# expire several times within a test.
 ON_TINY_QUEUES = ["too-slow.test.js"]
+ON_SHORT_TOKENS = ["expiry.test.js", "reset.test.js"]
 JS_TESTS = sorted(
-    path.name for path in (JS_CLIENT / "test").glob("*.test.js") if path.name not in ON_TINY_QUEUES
+    path.name
+    for path in (JS_CLIENT / "test").glob("*.test.js")
+    if path.name not in ON_TINY_QUEUES + ON_SHORT_TOKENS
 )
 
 
@@ -33,6 +37,13 @@ async def test_javascript_client_on_tiny_queues(
     tiny_queue_stack: ClientStack, test_file: str
 ) -> None:
     await run_node_tests(tiny_queue_stack, test_file)
+
+
+@pytest.mark.parametrize("test_file", ON_SHORT_TOKENS)
+async def test_javascript_client_on_short_tokens(
+    short_token_stack: ClientStack, test_file: str
+) -> None:
+    await run_node_tests(short_token_stack, test_file)
 
 
 async def run_node_tests(client_stack: ClientStack, test_file: str) -> None:
@@ -50,7 +61,7 @@ async def run_node_tests(client_stack: ClientStack, test_file: str) -> None:
             **os.environ,
             "STACK_URL": client_stack.base_url,
             "STACK_CONTROL_URL": client_stack.control_url,
-            "STACK_ACCESS_TOKEN_TTL_SECONDS": str(ACCESS_TOKEN_TTL_SECONDS),
+            "STACK_ACCESS_TOKEN_TTL_SECONDS": str(client_stack.access_token_ttl_seconds),
         },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

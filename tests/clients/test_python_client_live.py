@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from .conftest import ACCESS_TOKEN_TTL_SECONDS, HEARTBEAT_SECONDS, ClientStack
+from .conftest import HEARTBEAT_SECONDS, ClientStack
 from .helpers import (
     PASSWORD,
     TOLERANT_HEARTBEAT,
@@ -79,7 +79,10 @@ async def test_500_tasks_through_restarts_and_drops_every_event_once_in_order(
     await reader.client.aclose()
 
 
-async def test_a_subscription_survives_several_token_expiries(client_stack: ClientStack) -> None:
+async def test_a_subscription_survives_several_token_expiries(
+    short_token_stack: ClientStack,
+) -> None:
+    client_stack = short_token_stack
     owner, reader, board, channel, start = await shared_board(client_stack)
     refreshed: list[None] = []
     reader.client.on_tokens(lambda: refreshed.append(None))
@@ -88,7 +91,7 @@ async def test_a_subscription_survives_several_token_expiries(client_stack: Clie
         subscribe(reader, channel, transport, records[transport], start) for transport in TRANSPORTS
     ]
     await wait_for(lambda: all(s.state == "live" for s in subscriptions))
-    until = time.monotonic() + 3.5 * ACCESS_TOKEN_TTL_SECONDS
+    until = time.monotonic() + 3.5 * client_stack.access_token_ttl_seconds
     written = 0
     while time.monotonic() < until:
         await owner.client.tasks.create(board["id"], title=f"tick {written}")

@@ -37,7 +37,7 @@ for (const transport of ["sse", "ws"]) {
     const sub = viewer.client.live.subscribe([channel], { transport, ...record.options });
     await waitFor(() => sub.state === "live");
     await viewer.client.logout();
-    // The connection's token (a few seconds on the test stack) ends it with 4001; there is none to refresh.
+    // The connection's token (4 s on its test stack) ends it with 4001; there is none to refresh.
     await waitFor(() => sub.state === "stopped", { timeoutMs: 20_000, what: "stopped" });
     const { state, code, reason } = record.states.at(-1);
     assert.deepEqual({ state, code, reason }, { state: "stopped", code: 4401, reason: "signed out" });
