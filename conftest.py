@@ -56,7 +56,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["TEST_DATABASE_URL"] = cluster.admin_url
     print(
         f"conftest: no PostgreSQL at TEST_DATABASE_URL; a throwaway cluster runs on port "
-        f"{cluster.port} for this run",
+        f"{cluster.port} for this run, in {cluster.data_dir}",
         file=sys.stderr,
     )
 
