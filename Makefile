@@ -26,11 +26,14 @@ lint:
 
 # The tiers (docs/testing.md): test-fast while you work (no gateway, no browser, no stack);
 # test, everything that runs natively, the README's test command and what CI runs first.
+# Two pytest-xdist workers: one runs the end-to-end group, the other the fast tier.
+PARALLEL := -n 2 --dist loadgroup
+
 test: install
-	$(RUN) pytest
+	$(RUN) pytest $(PARALLEL)
 
 test-fast: install
-	$(RUN) pytest -m "not e2e"
+	$(RUN) pytest -m "not e2e" $(PARALLEL)
 
 dev: install
 	$(RUN) python deploy/local/launcher.py dev

@@ -26,14 +26,22 @@ TEST_ONLY_SETTINGS = {
     # The production cost: auth-service/tests/test_register.py.
     "PASSWORD_HASH_MEMORY_KIB": "1024",
     "PASSWORD_HASH_ITERATIONS": "1",
+    # Pools of 2 connections instead of 10: the processes of two workers share one PostgreSQL
+    # and its 100 connections (the e2e stacks set their own sizes).
+    "DB_POOL_SIZE": "2",
 }
 _throwaway_cluster = ExitStack()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test`, `--dist loadgroup`) the end-to-end tests are one group:
+    one worker runs them in order, its stacks started once and the log check last, while the
+    other worker runs the fast tier. They come first, so that the long group starts at once."""
     for item in items:
         if item.path.is_relative_to(END_TO_END):
             item.add_marker(pytest.mark.e2e)
+            item.add_marker(pytest.mark.xdist_group("e2e"))
+    items.sort(key=lambda item: not item.path.is_relative_to(END_TO_END))
 
 
 async def _answers(url: str) -> bool:

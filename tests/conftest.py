@@ -9,7 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import ExitStack, asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
+from servicekit.pgcluster import own_cluster
 from servicekit.testing import free_port, fresh_database
 
 ROOT = Path(__file__).parents[1]
@@ -94,9 +95,29 @@ def gateway_client(base_url: str) -> httpx.AsyncClient:
     )
 
 
+CLIENT_TESTS = ROOT / "tests" / "clients"
+# The client stacks (tests/clients/conftest.py), in the order their tests run.
+CLIENT_STACK_FIXTURES = ("client_stack", "tiny_queue_stack", "short_token_stack")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The log check runs last: it reads what every other test made the stacks write."""
-    items.sort(key=lambda item: item.path.name == "test_logs_hold_no_secrets.py")
+    """The clients' tests run after the other end-to-end tests, grouped by the client stack
+    they use (one runs at a time): by then the stacks of single modules are gone, so the run
+    never holds more connections than the shared PostgreSQL allows. The log check runs last:
+    it reads what every other test made the stacks write."""
+    items.sort(
+        key=lambda item: (
+            item.path.name == "test_logs_hold_no_secrets.py",
+            item.path.is_relative_to(CLIENT_TESTS),
+            client_stack_order(item),
+        )
+    )
+
+
+def client_stack_order(item: pytest.Item) -> int:
+    """Where a client test runs: grouped by the client stack it uses, each started once."""
+    used = getattr(item, "fixturenames", ())
+    return next((n for n, name in enumerate(CLIENT_STACK_FIXTURES) if name in used), 0)
 
 
 def native_only(reason: str) -> pytest.MarkDecorator:
@@ -107,13 +128,44 @@ def native_only(reason: str) -> pytest.MarkDecorator:
     )
 
 
+class StackDatabaseServer:
+    """The PostgreSQL the end-to-end stacks run on: a cluster of this test process's own,
+    started with the first stack and removed at the end of the session. Each stack's six
+    processes hold a few connections each; on the server at TEST_DATABASE_URL (100
+    connections here) they and the fast tier, run beside them by the other pytest-xdist
+    worker, do not fit."""
+
+    def __init__(self) -> None:
+        self._clusters = ExitStack()
+        self._admin_url: str | None = None
+
+    async def admin_url(self) -> str:
+        if self._admin_url is None:
+            cluster = await asyncio.to_thread(self._clusters.enter_context, own_cluster())
+            await cluster.start()
+            self._admin_url = cluster.admin_url
+        return self._admin_url
+
+    def close(self) -> None:
+        self._clusters.close()
+
+
+STACK_DATABASE_SERVER = StackDatabaseServer()
+
+
+def pytest_sessionfinish() -> None:
+    STACK_DATABASE_SERVER.close()
+
+
 @asynccontextmanager
 async def native_stack(
     name: str, service_env: dict[str, str] | None = None, **settings: Any
 ) -> AsyncIterator[NativeStack]:
-    """The launcher's stack on free ports, two realtime replicas, a fresh database;
-    `service_env` adds settings to every service's environment."""
-    async with fresh_database(name, []) as url:
+    """The launcher's stack on free ports, two realtime replicas, a fresh database on the
+    end-to-end stacks' own server; `service_env` adds settings to every service's
+    environment."""
+    server = await STACK_DATABASE_SERVER.admin_url()
+    async with fresh_database(name, [], server) as url:
         config = StackConfig(
             gateway_port=free_port(),
             status_port=free_port(),
@@ -123,7 +175,7 @@ async def native_stack(
             database_url=url,
             run_dir=ROOT / "var" / f"{name}-{uuid.uuid4().hex[:6]}",
             # INFO: the log check must see every line a request can make a service write.
-            # Small pools: several test stacks share one PostgreSQL and its 100 connections.
+            # Small pools: several test stacks share one PostgreSQL.
             extra_env={"LOG_LEVEL": "INFO", "DB_POOL_SIZE": "3", **(service_env or {})},
             **{**TEST_RATE_LIMITS, **settings},
         )

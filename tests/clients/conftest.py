@@ -8,7 +8,7 @@ and a TCP proxy of the test's own in front of the gateway."""
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
@@ -57,31 +57,57 @@ async def event_log(database_url: str, channel: str, after: int) -> list[dict[st
     return [{"id": row["id"], "type": row["type"]} for row in rows]
 
 
-# The stacks serve every client module of the run (session scope): each test signs up its own
-# users and works on its own boards. Tests that restart a replica do so through the control
-# endpoint; the clients under test must ride it out, and so must the tests after them.
-@pytest.fixture(scope="session")
-async def client_stack() -> AsyncIterator[ClientStack]:
-    async with controlled_stack("clients", CLIENT_STACK_ENV) as stack:
-        yield stack
+class StackShelf:
+    """The client stacks, one running at a time: asking for another stops the one running.
+    The client tests are ordered by the stack they use (tests/conftest.py), so
+    each starts once; and the run never holds the connections of several at once."""
+
+    def __init__(self) -> None:
+        self._name = ""
+        self._running: ClientStack | None = None
+        self._exits = AsyncExitStack()
+
+    async def get(self, name: str, env: dict[str, str]) -> ClientStack:
+        if self._running is None or self._name != name:
+            await self.close()
+            self._running = await self._exits.enter_async_context(controlled_stack(name, env))
+            self._name = name
+        return self._running
+
+    async def close(self) -> None:
+        await self._exits.aclose()
+        self._running = None
 
 
-# Small pools for the next two: each serves a few tests, and lives as long as the run.
 @pytest.fixture(scope="session")
-async def tiny_queue_stack() -> AsyncIterator[ClientStack]:
+async def stack_shelf() -> AsyncIterator[StackShelf]:
+    shelf = StackShelf()
+    yield shelf
+    await shelf.close()
+
+
+# Each test on a client stack signs up its own users and works on its own boards. Tests that
+# restart a replica do so through the control endpoint; the clients under test must ride it
+# out, and so must the tests after them.
+@pytest.fixture
+async def client_stack(stack_shelf: StackShelf) -> ClientStack:
+    return await stack_shelf.get("clients", CLIENT_STACK_ENV)
+
+
+# Small pools for the next two: each serves a few tests.
+@pytest.fixture
+async def tiny_queue_stack(stack_shelf: StackShelf) -> ClientStack:
     env = {**CLIENT_STACK_ENV, "QUEUE_LIMIT": str(TINY_QUEUE_LIMIT), "DB_POOL_SIZE": "3"}
-    async with controlled_stack("clients_slow", env) as stack:
-        yield stack
+    return await stack_shelf.get("clients_slow", env)
 
 
-@pytest.fixture(scope="session")
-async def short_token_stack() -> AsyncIterator[ClientStack]:
+@pytest.fixture
+async def short_token_stack(stack_shelf: StackShelf) -> ClientStack:
     # Apart from the tiny queues: an SSE stream that ends every few seconds as its token
     # expires starts its replay again, and would never be cut off as too slow.
     ttl = str(SHORT_ACCESS_TOKEN_TTL_SECONDS)
     env = {**CLIENT_STACK_ENV, "ACCESS_TOKEN_TTL_SECONDS": ttl, "DB_POOL_SIZE": "3"}
-    async with controlled_stack("clients_short", env) as stack:
-        yield stack
+    return await stack_shelf.get("clients_short", env)
 
 
 @asynccontextmanager

@@ -37,10 +37,13 @@ def admin_url() -> str:
 
 
 @asynccontextmanager
-async def fresh_database(prefix: str, migration_dirs: Sequence[Path] = ()) -> AsyncIterator[str]:
-    """A new database named `test_<prefix>_<random>`, migrated, dropped on exit."""
+async def fresh_database(
+    prefix: str, migration_dirs: Sequence[Path] = (), server: str | None = None
+) -> AsyncIterator[str]:
+    """A new database named `test_<prefix>_<random>`, migrated, dropped on exit; on `server`
+    (an admin URL), by default the one at TEST_DATABASE_URL."""
     name = f"test_{prefix}_{uuid.uuid4().hex[:8]}"
-    url = make_url(admin_url()).set(database=name).render_as_string(hide_password=False)
+    url = make_url(server or admin_url()).set(database=name).render_as_string(hide_password=False)
     await ensure_database(url)
     try:
         for directory in migration_dirs:
