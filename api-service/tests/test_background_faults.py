@@ -1,0 +1,191 @@
+"""api-service's background loops when every backend of its database is terminated
+(`pg_terminate_backend`, as a failover, a pooler restart or an operator does), on a real
+api-service process whose database connections pass through a proxy that hands on the server's
+end of stream a little late (`LaggingFinProxy`): the driver then reads the server's FATAL
+message before it learns the connection is gone, the window in which issue 21's sequencer died.
+"""
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from servicekit.db import asyncpg_dsn
+from servicekit.testing import (
+    LaggingFinProxy,
+    ServiceProcess,
+    free_port,
+    fresh_database,
+    uvicorn_service,
+)
+
+from .conftest import MIGRATIONS
+
+LEASE_SECONDS = 2.0
+RESUME_SECONDS = 5.0
+
+
+@dataclass
+class Stack:
+    dsn: str  # straight to PostgreSQL, for the test's own connections
+    name: str
+    api: ServiceProcess
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[Stack]:
+    async with AsyncExitStack() as exits:
+        url = await exits.enter_async_context(fresh_database("bgfault", MIGRATIONS))
+        parsed = make_url(url)
+        proxy = await exits.enter_async_context(
+            LaggingFinProxy(parsed.host or "127.0.0.1", parsed.port or 5432)
+        )
+        env = {
+            "DATABASE_URL": proxy.dsn(url),
+            "LOG_LEVEL": "WARNING",
+            # Nothing answers there: readiness is not under test here, liveness is.
+            "JWKS_URL": f"http://127.0.0.1:{free_port()}/jwks.json",
+            "SEQUENCER_LEASE_SECONDS": str(LEASE_SECONDS),
+        }
+        api = await exits.enter_async_context(
+            uvicorn_service("api_service.main:app", env, ready_path="/healthz")
+        )
+        yield Stack(asyncpg_dsn(url), parsed.database or "", api)
+
+
+async def terminate_backends(stack: Stack) -> int:
+    """Terminate every backend connected to the stack's database; how many there were."""
+    admin = await asyncpg.connect(asyncpg_dsn(stack.dsn, "postgres"))
+    try:
+        killed: int = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1",
+            stack.name,
+        )
+        return killed
+    finally:
+        await admin.close()
+
+
+async def lease_held(dsn: str, timeout: float = 10.0) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + timeout
+        while not await connection.fetchval(
+            "SELECT EXISTS (SELECT FROM api.sequencer_lease WHERE expires_at > clock_timestamp())"
+        ):
+            assert time.monotonic() < deadline, "the sequencer never took the lease"
+            await asyncio.sleep(0.05)
+    finally:
+        await connection.close()
+
+
+class Writer:
+    """Inserts numbered events into the inbox (as a write's transaction does) until stopped,
+    reconnecting when its own connection is terminated; `written` counts the committed ones."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.written = 0
+        self.stop = asyncio.Event()
+        self.paused = False
+
+    async def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                connection = await asyncpg.connect(self.dsn)
+                try:
+                    while not self.stop.is_set():
+                        if self.paused:
+                            await asyncio.sleep(0.01)
+                            continue
+                        await connection.execute(
+                            "INSERT INTO api.event_inbox (channel, type, data, actor_id)"
+                            " VALUES ('board:faults', 'task.created', $1::jsonb,"
+                            " gen_random_uuid())",
+                            json.dumps({"n": self.written}),
+                        )
+                        self.written += 1
+                        await asyncio.sleep(0.01)
+                finally:
+                    connection.terminate()
+            except Exception:  # any way the kill surfaces in the driver
+                await asyncio.sleep(0.02)
+
+
+async def inbox_drained(dsn: str, timeout: float) -> float:
+    """Seconds until the inbox is empty; fails after `timeout`."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        started = time.monotonic()
+        while rows := await connection.fetchval("SELECT count(*) FROM api.event_inbox"):
+            assert time.monotonic() - started < timeout, (
+                f"{rows} events still wait in the inbox {timeout} s on: delivery stopped"
+            )
+            await asyncio.sleep(0.02)
+        return time.monotonic() - started
+    finally:
+        await connection.close()
+
+
+async def logged_numbers(dsn: str) -> list[int]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch("SELECT id, data FROM api.events ORDER BY id")
+    finally:
+        await connection.close()
+    assert [row["id"] for row in rows] == list(range(1, len(rows) + 1)), "log ids not dense"
+    return [json.loads(row["data"])["n"] for row in rows]
+
+
+async def metrics(api: ServiceProcess) -> dict[str, float]:
+    async with httpx.AsyncClient(timeout=5) as client:
+        text = (await client.get(f"{api.url}/metrics")).text
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+@pytest.mark.xfail(
+    strict=True, reason="issue 21: the sequencer dies of asyncpg's InternalClientError"
+)
+async def test_sequencer_survives_every_backend_of_its_database_terminated(stack: Stack) -> None:
+    """Issue 21: the sequencer died at the kill ("sequencer lease lost" and nothing more) and
+    no event was moved into the log again. Now it is back within a reconnect, every event is
+    in the log once and in commit order, and the restart is counted."""
+    await lease_held(stack.dsn)
+    writer = Writer(stack.dsn)
+    writing = asyncio.create_task(writer.run())
+    try:
+        for _ in range(2):
+            await asyncio.sleep(0.5)
+            # The kill finds the sequencer between statements, polling an empty inbox: where
+            # a half-dead connection failed it with asyncpg's InternalClientError.
+            writer.paused = True
+            await inbox_drained(stack.dsn, RESUME_SECONDS)
+            await asyncio.sleep(0.2)
+            assert await terminate_backends(stack) >= 1
+            writer.paused = False
+            await asyncio.sleep(0.5)
+            # Written before and after the kill: all of it is in the log within a reconnect.
+            await inbox_drained(stack.dsn, RESUME_SECONDS)
+    except AssertionError:
+        print(stack.api.output()[-4000:])  # what the service logged, shown on failure
+        raise
+    finally:
+        writer.stop.set()
+        await writing
+    await inbox_drained(stack.dsn, RESUME_SECONDS)
+    assert await logged_numbers(stack.dsn) == list(range(writer.written))
+    samples = await metrics(stack.api)
+    assert samples['servicekit_loop_restarts_total{loop="sequencer"}'] >= 1
+    assert samples['servicekit_loop_up{loop="sequencer"}'] == 1
