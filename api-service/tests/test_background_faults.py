@@ -155,9 +155,6 @@ async def metrics(api: ServiceProcess) -> dict[str, float]:
     return samples
 
 
-@pytest.mark.xfail(
-    strict=True, reason="issue 21: the sequencer dies of asyncpg's InternalClientError"
-)
 async def test_sequencer_survives_every_backend_of_its_database_terminated(stack: Stack) -> None:
     """Issue 21: the sequencer died at the kill ("sequencer lease lost" and nothing more) and
     no event was moved into the log again. Now it is back within a reconnect, every event is

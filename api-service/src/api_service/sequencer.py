@@ -37,6 +37,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from api_service.config import Settings
 from api_service.outbox import on_events_committed
+from servicekit.supervisor import Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -146,25 +147,22 @@ class Sequencer:
         self._connection: asyncpg.Connection | None = None
         self._nudged = asyncio.Event()
 
-    async def run(self) -> None:
-        """Sequence while holding the lease, try to take it otherwise; until cancelled."""
+    async def run(self, heartbeat: Heartbeat | None = None) -> None:
+        """One session on a connection of its own: sequence while holding the lease, try to take
+        it otherwise; until cancelled, or until the connection fails, which raises. The
+        supervisor (servicekit.supervisor) logs the failure and starts a new session, with the
+        same holder id: it takes its own unexpired lease back at once. `heartbeat` beats after
+        every poll that answered."""
         # A commit of this replica's that wrote events cuts the poll's sleep short: those
         # events are moved at once (those of other replicas wait for the next poll).
         stop_listening = on_events_committed(self._nudged.set)
         try:
-            while True:
-                try:
-                    await self._run_connected()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    logger.warning("sequencer connection failed", extra={"err": repr(exc)})
-                    self._step_down()
-                    await self._close()
-                    await asyncio.sleep(min(1.0, self._lease / 3))
+            await self._run_connected(heartbeat or Heartbeat("sequencer"))
         finally:
             stop_listening()
             await self._release()
 
-    async def _run_connected(self) -> None:
+    async def _run_connected(self, heartbeat: Heartbeat) -> None:
         timeout_ms = str(int(max(self._lease / 2, 0.5) * 1000))
         self._connection = await asyncpg.connect(
             self._dsn,
@@ -179,6 +177,7 @@ class Sequencer:
         idle = self._poll_min
         next_renewal = next_report = 0.0
         while True:
+            heartbeat.beat()  # connected, or the previous poll answered
             now = time.monotonic()
             if self.epoch is None:
                 if not await self._acquire():
@@ -302,7 +301,10 @@ class Sequencer:
     async def _release(self) -> None:
         """Give the lease up at shutdown, so another replica takes over at once."""
         if self._connection is not None and self.epoch is not None:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            # Any error: the connection may be broken in ways asyncpg reports oddly
+            # (InternalClientError after a backend was terminated), and the lease then simply
+            # runs out.
+            with contextlib.suppress(Exception):
                 await self._connection.execute(_RELEASE, self.holder, self.epoch)
         self._step_down()
         await self._close()

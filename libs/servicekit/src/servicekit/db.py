@@ -34,6 +34,17 @@ from servicekit.settings import ServiceSettings
 
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
 
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+"""How a lost or refused database connection surfaces from asyncpg: a supervised loop that
+fails with one of these is logged without a traceback (servicekit.supervisor). Not among them:
+asyncpg's InternalClientError, which a connection half-dead after its backend was terminated
+raises on its next statement (issue 21); it is logged with its traceback, and restarted all
+the same."""
+
 
 class Database:
     """The SQLAlchemy engine (ORM sessions, admin work, readiness) and, for the hot paths that
