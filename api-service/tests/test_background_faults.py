@@ -17,7 +17,9 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from servicekit.db import asyncpg_dsn
+from api_service.backlog import PROBE_TIMEOUT_SECONDS, BacklogProbe, _BacklogCollector
+from api_service.config import Settings
+from servicekit.db import Database, asyncpg_dsn
 from servicekit.testing import (
     LaggingFinProxy,
     ServiceProcess,
@@ -186,3 +188,66 @@ async def test_sequencer_survives_every_backend_of_its_database_terminated(stack
     samples = await metrics(stack.api)
     assert samples['servicekit_loop_restarts_total{loop="sequencer"}'] >= 1
     assert samples['servicekit_loop_up{loop="sequencer"}'] == 1
+
+
+async def test_the_backlog_is_measured_with_no_sequencer_running(stack: Stack) -> None:
+    """The lease is held by a replica that does nothing (as when every sequencer is dead):
+    the scrape still reports the waiting rows and their growing age, so the lag alert fires."""
+    await lease_held(stack.dsn)
+    connection = await asyncpg.connect(stack.dsn)
+    try:
+        await connection.execute(
+            "UPDATE api.sequencer_lease SET holder = 'gone:1:dead', epoch = epoch + 1,"
+            " expires_at = clock_timestamp() + interval '1 hour'"
+        )
+        await connection.execute(
+            "INSERT INTO api.event_inbox (channel, type, data, actor_id)"
+            " SELECT 'board:x', 'task.created', '{}', gen_random_uuid() FROM generate_series(1, 7)"
+        )
+        await asyncio.sleep(1.5)
+        first = await metrics(stack.api)
+        await asyncio.sleep(1.0)
+        second = await metrics(stack.api)
+    finally:
+        await connection.close()
+    assert first["api_outbox_sequencer_leader"] == 0
+    assert first["api_outbox_backlog_probe_success"] == 1
+    assert first["api_outbox_inbox_rows"] == 7
+    assert first["api_outbox_sequencer_lag_seconds"] >= 1.0
+    assert (
+        second["api_outbox_sequencer_lag_seconds"]
+        >= first["api_outbox_sequencer_lag_seconds"] + 0.5
+    )
+
+
+async def test_a_scrape_answers_in_bounded_time_with_the_database_unreachable() -> None:
+    """A database that accepts connections and never answers: the backlog is left out (not
+    reported as empty) and the scrape still answers within the probe's bound."""
+    hung: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        hung.append(writer)
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    database = Database(
+        Settings(database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{port}/nowhere")
+    )
+    probe = BacklogProbe(database)
+    try:
+        started = time.monotonic()
+        measured = await asyncio.to_thread(probe.collect_now)
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+        for writer in hung:
+            writer.close()
+        await database.dispose()
+    assert measured is None
+    assert elapsed < PROBE_TIMEOUT_SECONDS + 0.6
+    names = [(metric.name, len(metric.samples)) for metric in _BacklogCollector._families(measured)]
+    assert names == [
+        ("api_outbox_inbox_rows", 0),
+        ("api_outbox_sequencer_lag_seconds", 0),
+        ("api_outbox_backlog_probe_success", 1),
+    ]

@@ -8,7 +8,7 @@ from functools import partial
 import httpx
 from fastapi import FastAPI
 
-from api_service import boards, members, tasks
+from api_service import backlog, boards, members, tasks
 from api_service.config import Settings
 from api_service.event_bus import NatsBatchBus
 from api_service.outbox import prune_events
@@ -58,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             loops = Supervisor()
             app.state.supervisor = loops
             app.state.health.add_check("background_loops", loops.check)
+            # The backlog is measured on every scrape, independent of the sequencer's health.
+            backlog.COLLECTOR.probe = backlog.BacklogProbe(database)
             if bus is not None:
                 loops.spawn("event_bus", bus.run, essential=False, stale_after=30.0)
             # A poll answers every `sequencer_poll_max_seconds`, a follower tries the lease
@@ -85,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield
             finally:
                 await loops.stop()
+                backlog.COLLECTOR.probe = None
                 if bus is not None:
                     await bus.close()
                 await database.dispose()

@@ -17,7 +17,8 @@ with a smaller id has ended. A transaction gets its id at its first write, so la
 always have larger ids. Settled rows are moved in (xid, seq) order, the ids continue densely
 from `sequenced_through` (kept on the lease row, so the fence lock also guards it), and the
 rows are deleted from the inbox in the same transaction. A long-running transaction (anywhere
-in the cluster, once it has written) holds every later row back: `api_outbox_sequencer_lag_seconds`.
+in the cluster, once it has written) holds every later row back: `api_outbox_sequencer_lag_seconds`,
+measured by every replica at scrape time (api_service.backlog), whatever the sequencer does.
 
 After each committed batch the sequencer signals it: one `pg_notify` in the batch
 transaction, or, with NATS, a publish of the batch once it has committed (see `BatchBus`).
@@ -44,11 +45,6 @@ logger = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "api_events"
 """PostgreSQL NOTIFY channel: one notification per committed batch, its highest event id."""
 
-INBOX_ROWS = Gauge("api_outbox_inbox_rows", "Events written but not yet in the log (on the leader)")
-SEQUENCER_LAG = Gauge(
-    "api_outbox_sequencer_lag_seconds",
-    "Age of the oldest event still in the inbox (on the leader; 0 elsewhere)",
-)
 BATCHES = Counter("api_outbox_batches", "Batches the sequencer committed to the log")
 SEQUENCED = Counter("api_outbox_sequenced_events", "Events the sequencer moved into the log")
 LEADER = Gauge("api_outbox_sequencer_leader", "1 while this replica holds the sequencer lease")
@@ -79,11 +75,6 @@ _RELEASE = """
 """
 _SETTLED = "xid < pg_snapshot_xmin(pg_current_snapshot())"
 _HAS_SETTLED = f"SELECT EXISTS (SELECT FROM api.event_inbox WHERE {_SETTLED})"
-_BACKLOG = """
-    SELECT count(*) AS rows,
-        coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8 AS lag
-    FROM api.event_inbox
-"""
 
 
 def _moving_settled(final_select: str) -> str:
@@ -175,19 +166,15 @@ class Sequencer:
             },
         )
         idle = self._poll_min
-        next_renewal = next_report = 0.0
+        next_renewal = 0.0
         while True:
             heartbeat.beat()  # connected, or the previous poll answered
             now = time.monotonic()
             if self.epoch is None:
                 if not await self._acquire():
-                    self._set_backlog(0, 0.0)
                     await asyncio.sleep(self._lease / 3)
                     continue
                 next_renewal = now + self._lease / 3
-            if now >= next_report:
-                await self._report_backlog()
-                next_report = now + 1.0
             moved = 0
             if await self._connection.fetchval(_HAS_SETTLED):
                 # Each batch renews the lease (its fence); a replica resumed after a pause
@@ -281,22 +268,11 @@ class Sequencer:
         logger.warning("sequencer batch refused: the lease was lost")
         self._step_down()
 
-    async def _report_backlog(self) -> None:
-        assert self._connection is not None
-        row = await self._connection.fetchrow(_BACKLOG)
-        assert row is not None
-        self._set_backlog(row["rows"], row["lag"])
-
-    def _set_backlog(self, rows: int, lag: float) -> None:
-        INBOX_ROWS.set(rows)
-        SEQUENCER_LAG.set(lag)
-
     def _step_down(self) -> None:
         if self.epoch is not None:
             logger.warning("sequencer lease lost", extra={"epoch": self.epoch})
         self.epoch = None
         LEADER.set(0)
-        self._set_backlog(0, 0.0)
 
     async def _release(self) -> None:
         """Give the lease up at shutdown, so another replica takes over at once."""
