@@ -38,6 +38,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from api_service.config import Settings
 from api_service.outbox import on_events_committed
+from servicekit.db import session_settings
 from servicekit.supervisor import Heartbeat
 
 logger = logging.getLogger(__name__)
@@ -93,9 +94,10 @@ def _moving_settled(final_select: str) -> str:
         ),
         logged AS (
             INSERT INTO api.events (id, channel, type, data, actor_id, created_at)
-            SELECT lease.sequenced_through + row_number() OVER (ORDER BY m.xid, m.seq),
+            SELECT (SELECT sequenced_through FROM api.sequencer_lease)
+                    + row_number() OVER (ORDER BY m.xid, m.seq),
                 m.channel, m.type, m.data, m.actor_id, m.created_at
-            FROM moved AS m, api.sequencer_lease AS lease
+            FROM moved AS m
             RETURNING id, channel, type, data, actor_id, created_at,
                 extract(epoch FROM clock_timestamp() - created_at)::float8 AS delay
         ),
@@ -157,13 +159,13 @@ class Sequencer:
         timeout_ms = str(int(max(self._lease / 2, 0.5) * 1000))
         self._connection = await asyncpg.connect(
             self._dsn,
-            server_settings={
+            server_settings=session_settings(
                 # A replica stalled inside a batch (paused, partitioned) is cut off by the
                 # server, which releases the lease lock it holds, well within a lease.
-                "idle_in_transaction_session_timeout": timeout_ms,
-                "lock_timeout": timeout_ms,
-                "application_name": "api-sequencer",
-            },
+                idle_in_transaction_session_timeout=timeout_ms,
+                lock_timeout=timeout_ms,
+                application_name="api-sequencer",
+            ),
         )
         idle = self._poll_min
         next_renewal = 0.0

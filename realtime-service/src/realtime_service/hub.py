@@ -30,7 +30,7 @@ from nats.errors import Error as NatsError
 from realtime_service.bus import BatchPart, BusItem, EventBus, Head, Reconnected
 from realtime_service.events import Ephemeral, LogEvent
 from realtime_service.metrics import GAP_REPAIRS, LOG_QUERIES
-from servicekit.db import CONNECTION_ERRORS, Database
+from servicekit.db import CONNECTION_ERRORS, Database, session_settings
 from servicekit.revocations import (
     REACTIVATED,
     REVOCATION_TYPES,
@@ -183,7 +183,7 @@ class Hub:
         self.listening = False
 
     async def start(self) -> None:
-        self._reader = await asyncpg.connect(self._dsn)
+        self._reader = await asyncpg.connect(self._dsn, server_settings=session_settings())
         # The revocations still in force up to the head, which is where dispatch starts.
         self.cursor = await load_revocations(self._reader, self.revoked)
         LOG_QUERIES.labels(purpose="start").inc()
@@ -389,7 +389,7 @@ class Hub:
         that the next run starts on a new one (a connection whose backend was terminated can
         fail without saying it is closed)."""
         if self._reader is None or self._reader.is_closed():
-            self._reader = await asyncpg.connect(self._dsn)
+            self._reader = await asyncpg.connect(self._dsn, server_settings=session_settings())
         try:
             yield
         except BaseException:
@@ -404,7 +404,7 @@ class Hub:
         connection alive: a listener on a dead connection would otherwise just hear nothing."""
         on_event: Callable[..., None] = lambda *_: self._wake.set()  # noqa: E731
         on_message: Callable[..., None] = lambda *args: self._dispatch_message(args[3])  # noqa: E731
-        connection = await asyncpg.connect(self._dsn)
+        connection = await asyncpg.connect(self._dsn, server_settings=session_settings())
         try:
             if self._bus is None:
                 await connection.add_listener(EVENTS_CHANNEL, on_event)
