@@ -19,7 +19,9 @@ from sqlalchemy.engine import make_url
 
 from api_service.backlog import PROBE_TIMEOUT_SECONDS, BacklogProbe, _BacklogCollector
 from api_service.config import Settings
+from api_service.sequencer import Sequencer
 from servicekit.db import Database, asyncpg_dsn
+from servicekit.supervisor import Supervisor
 from servicekit.testing import (
     LaggingFinProxy,
     ServiceProcess,
@@ -251,3 +253,36 @@ async def test_a_scrape_answers_in_bounded_time_with_the_database_unreachable() 
         ("api_outbox_sequencer_lag_seconds", 0),
         ("api_outbox_backlog_probe_success", 1),
     ]
+
+
+async def test_after_a_reconnect_the_sequencer_takes_its_own_lease_back_at_once() -> None:
+    """A dropped connection delays events by a reconnect, not by a lease: the new session (same
+    holder) takes its own unexpired lease back, with a new epoch that fences the old one."""
+    lease = 10.0
+    async with fresh_database("retake", MIGRATIONS) as url:
+        dsn = asyncpg_dsn(url)
+        settings = Settings(database_url=url, sequencer_lease_seconds=lease)
+        loops = Supervisor()
+        loops.spawn("retake_sequencer", Sequencer(dsn, settings, None).run)
+        connection = await asyncpg.connect(dsn)
+        try:
+            await lease_held(dsn)
+            epoch = await connection.fetchval("SELECT epoch FROM api.sequencer_lease")
+            await connection.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'api-sequencer' AND datname = current_database()"
+            )
+            killed = time.monotonic()
+            await connection.execute(
+                "INSERT INTO api.event_inbox (channel, type, data, actor_id)"
+                " VALUES ('board:x', 'task.created', '{}', gen_random_uuid())"
+            )
+            await inbox_drained(dsn, timeout=lease)
+            resumed = time.monotonic() - killed
+            row = await connection.fetchrow("SELECT holder, epoch FROM api.sequencer_lease")
+        finally:
+            await connection.close()
+            await loops.stop()
+    assert row is not None
+    assert row["epoch"] == epoch + 1
+    assert resumed < 2.0, f"events waited {resumed:.1f} s for the sequencer's own lease"

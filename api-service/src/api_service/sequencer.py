@@ -2,7 +2,9 @@
 
 One api replica at a time sequences, the holder of the lease row `api.sequencer_lease`
 (`holder`, `epoch`, `expires_at`). A replica takes the lease when it has expired, with a new
-epoch; the holder renews it well before it runs out and gives it up when it cannot.
+epoch; the holder renews it well before it runs out and gives it up when it cannot. A replica
+whose connection dropped takes its own lease (same holder id) back at once, with a new epoch,
+so that a reconnect, not a lease, is what the drop costs.
 
 Fencing: every batch is one transaction whose first statement renews the lease only if this
 replica still holds it (same holder and epoch, not expired). That statement locks the lease
@@ -58,10 +60,13 @@ REFUSED = Counter(
     "api_outbox_refused_batches", "Batches not committed because the lease was lost (fencing)"
 )
 
+# Taken when it has expired, or at once when it is this replica's own (a new session after a
+# dropped connection): the new epoch fences whatever the old session might still attempt, and
+# the row lock waits out a batch of the old session's still in flight on the server.
 _ACQUIRE = """
     UPDATE api.sequencer_lease
     SET holder = $1, epoch = epoch + 1, expires_at = clock_timestamp() + make_interval(secs => $2)
-    WHERE expires_at < clock_timestamp()
+    WHERE expires_at < clock_timestamp() OR holder = $1
     RETURNING epoch, sequenced_through
 """
 # The fence: succeeds only for the current holder of an unexpired lease, and locks the row.
