@@ -57,6 +57,14 @@ raises on its next statement (issue 21); it is logged with its traceback, and re
 the same."""
 
 
+PROBE_TIMEOUT_SECONDS = 0.8
+"""How long the readiness probe waits on a pooled connection before it starts afresh (the
+health check allows 2 s in all)."""
+
+
+DISPOSE_TIMEOUT_SECONDS = 2.0
+
+
 class Database:
     """The SQLAlchemy engine (ORM sessions, admin work, readiness) and, for the hot paths that
     run compiled statements, a plain asyncpg pool. Each pool opens connections only when they
@@ -103,16 +111,50 @@ class Database:
             outage.ended()
 
     async def check(self) -> None:
-        """A readiness check: raises unless the database answers."""
-        async with self.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        """A readiness check: raises unless the database answers on a connection validated now.
+
+        A pooled connection whose backend was terminated is found only when drawn, and one
+        whose end of stream has not arrived yet fails oddly or hangs (issue 21: readiness said
+        `not_ready (database)` for ~50 s after every backend was terminated, while requests
+        succeeded). So when the pooled probe fails or does not answer within
+        `PROBE_TIMEOUT_SECONDS`, every connection both pools opened before is treated as
+        suspect: the engine's pool is replaced and the asyncpg pool's connections expired (both
+        reconnect on their next use, requests included), and the probe is repeated on a new
+        connection, whose answer is the truth."""
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+                await self._select_one()
+        except Exception:
+            await self.renew_pools()
+            await self._select_one()
         if outage.ongoing:
             outage.ended()
 
+    async def _select_one(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def renew_pools(self) -> None:
+        """Open new connections from now on: the engine gets a new pool (connections checked
+        out of the old one finish their work; the old pool's idle ones are dropped without a
+        goodbye, which a dead connection could hang on), and the asyncpg pool replaces each
+        connection at its next acquire."""
+        await self.engine.dispose(close=False)
+        if self._pool is not None:
+            await self._pool.expire_connections()
+
     async def dispose(self) -> None:
         if self._pool is not None:
-            await self._pool.close()
-        await self.engine.dispose()
+            # A graceful close waits on each connection, and one left half-open (its backend
+            # terminated, the end of stream not arrived) would hold shutdown until it does.
+            try:
+                await asyncio.wait_for(self._pool.close(), DISPOSE_TIMEOUT_SECONDS)
+            except TimeoutError:
+                self._pool.terminate()
+        try:
+            await asyncio.wait_for(self.engine.dispose(), DISPOSE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            await self.engine.dispose(close=False)
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
