@@ -288,7 +288,7 @@ class Sequencer:
             # (InternalClientError after a backend was terminated), and the lease then simply
             # runs out.
             with contextlib.suppress(Exception):
-                await self._connection.execute(_RELEASE, self.holder, self.epoch)
+                await self._connection.execute(_RELEASE, self.holder, self.epoch, timeout=1.0)
         self._step_down()
         await self._close()
 

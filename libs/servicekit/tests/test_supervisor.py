@@ -200,3 +200,26 @@ async def test_readiness_of_a_service_app_fails_while_its_loop_is_stalled() -> N
             assert f'servicekit_loop_stale_after_seconds{{loop="{name}"}} 0.2' in metrics
     finally:
         await loops.stop()
+
+
+async def test_stop_does_not_wait_forever_on_a_loop_whose_cleanup_hangs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    name = unique("hangs_on_stop")
+    never = asyncio.Event()
+
+    async def hangs(heartbeat: Heartbeat) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.shield(never.wait())  # a cleanup stuck on a dead connection
+
+    loops = Supervisor()
+    loops.spawn(name, hangs)
+    await asyncio.sleep(0.01)
+    started = time.monotonic()
+    with caplog.at_level(logging.ERROR, logger="servicekit.supervisor"):
+        await loops.stop(grace=0.2)
+    assert time.monotonic() - started < 1.0
+    assert any(r.getMessage() == "background loop did not stop" for r in caplog.records)
+    never.set()

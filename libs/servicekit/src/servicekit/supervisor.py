@@ -20,7 +20,6 @@ and `servicekit_loop_stale_after_seconds` (its bound; the stalled-loop alert com
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -32,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 INITIAL_BACKOFF_SECONDS = 0.1
 MAX_BACKOFF_SECONDS = 10.0
+STOP_TIMEOUT_SECONDS = 5.0
 
 RESTARTS = Counter(
     "servicekit_loop_restarts", "Times a background loop failed and was started again", ["loop"]
@@ -186,14 +186,24 @@ class Supervisor:
     def running(self, name: str) -> bool:
         return self._loops[name].running
 
-    async def stop(self) -> None:
-        """Cancel every loop and wait for them to end (each one's cleanup runs)."""
+    async def stop(self, grace: float = STOP_TIMEOUT_SECONDS) -> None:
+        """Cancel every loop and wait for them to end (each one's cleanup runs), at most
+        `grace` seconds: a loop whose cleanup hangs is logged and left behind, so that
+        shutdown goes on."""
         tasks = [s.task for s in self._loops.values() if s.task is not None]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                logger.error("background loop did not stop", extra={"loop": task.get_name()})
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    logger.error(
+                        "background loop failed while stopping",
+                        extra={"loop": task.get_name()},
+                        exc_info=task.exception(),
+                    )
         for name in self._loops:
             UP.labels(loop=name).set(0)
         self._loops.clear()
