@@ -286,3 +286,68 @@ async def test_after_a_reconnect_the_sequencer_takes_its_own_lease_back_at_once(
     assert row is not None
     assert row["epoch"] == epoch + 1
     assert resumed < 2.0, f"events waited {resumed:.1f} s for the sequencer's own lease"
+
+
+async def sequencer_activity(dsn: str, condition: str, timeout: float = 10.0) -> None:
+    """Wait until the sequencer's backend matches `condition` (SQL on pg_stat_activity, one of
+    this file's own)."""
+    activity = (
+        "pg_stat_activity WHERE application_name = 'api-sequencer' AND datname = current_database()"
+    )
+    query = f"SELECT EXISTS (SELECT FROM {activity} AND {condition})"  # noqa: S608
+    connection = await asyncpg.connect(dsn)
+    try:
+        deadline = time.monotonic() + timeout
+        while not await connection.fetchval(query):
+            assert time.monotonic() < deadline, f"the sequencer never showed {condition}"
+            await asyncio.sleep(0.005)
+    finally:
+        await connection.close()
+
+
+@pytest.mark.parametrize("moment", ["batch", "renewal"])
+async def test_a_kill_while_a_batch_or_a_renewal_runs(stack: Stack, moment: str) -> None:
+    """Every backend terminated (a) while the sequencer's batch statement runs (made slow by a
+    trigger), (b) while its lease renewal waits for the lease row (locked by the test): the
+    events are all in the log within 5 s, once and in commit order."""
+    await lease_held(stack.dsn)
+    connection = await asyncpg.connect(stack.dsn)
+    locker = await asyncpg.connect(stack.dsn)
+    writer = Writer(stack.dsn)
+    try:
+        if moment == "batch":
+            await connection.execute(
+                "CREATE FUNCTION api.slow_batch() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$;"
+                "CREATE TRIGGER slow_batch AFTER INSERT ON api.events"
+                " FOR EACH STATEMENT EXECUTE FUNCTION api.slow_batch()"
+            )
+            writing = asyncio.create_task(writer.run())
+            await sequencer_activity(stack.dsn, "state = 'active' AND query LIKE '%settled AS%'")
+        else:
+            writing = asyncio.create_task(writer.run())
+            writer.paused = True  # an idle inbox: the sequencer only renews its lease
+            transaction = locker.transaction()
+            await transaction.start()
+            await locker.execute("SELECT FROM api.sequencer_lease FOR UPDATE")
+            await sequencer_activity(stack.dsn, "wait_event_type = 'Lock'")
+        assert await terminate_backends(stack) >= 2
+        killed = time.monotonic()
+        writer.paused = False
+        await asyncio.sleep(1.0)
+        writer.stop.set()
+        await writing
+        if moment == "batch":
+            await connection.close()
+            connection = await asyncpg.connect(stack.dsn)
+            await connection.execute("DROP TRIGGER slow_batch ON api.events")
+        # Within 5 s of the kill (the writes stopped a second after it).
+        await inbox_drained(stack.dsn, RESUME_SECONDS - (time.monotonic() - killed))
+    finally:
+        writer.stop.set()
+        locker.terminate()
+        connection.terminate()
+    assert writer.written > 0
+    assert await logged_numbers(stack.dsn) == list(range(writer.written))
+    samples = await metrics(stack.api)
+    assert samples['servicekit_loop_restarts_total{loop="sequencer"}'] >= 1
