@@ -49,12 +49,16 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    # What a connection raises on its next statement when its backend was terminated while it
+    # was idle and the end of stream has not arrived yet: the server's FATAL message put the
+    # protocol in its error state without closing the connection ("cannot switch to state 12;
+    # another operation (2) is in progress"). Issue 21: the sequencer caught the three above
+    # and died of this one.
+    asyncpg.exceptions.InternalClientError,
 )
 """How a lost or refused database connection surfaces from asyncpg: a supervised loop that
-fails with one of these is logged without a traceback (servicekit.supervisor). Not among them:
-asyncpg's InternalClientError, which a connection half-dead after its backend was terminated
-raises on its next statement (issue 21); it is logged with its traceback, and restarted all
-the same."""
+fails with one of these is logged as a warning without a traceback (servicekit.supervisor),
+and restarted."""
 
 
 PROBE_TIMEOUT_SECONDS = 0.8
