@@ -30,7 +30,9 @@ from prometheus_client import Counter, Gauge
 logger = logging.getLogger(__name__)
 
 INITIAL_BACKOFF_SECONDS = 0.1
-MAX_BACKOFF_SECONDS = 10.0
+# Short: a loop that fails at every start is, almost always, one whose database or bus is
+# down, and the time it takes to notice their return is what delivery waits after an outage.
+MAX_BACKOFF_SECONDS = 2.0
 STOP_TIMEOUT_SECONDS = 5.0
 
 RESTARTS = Counter(
