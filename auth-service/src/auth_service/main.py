@@ -23,14 +23,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings)
+        # Every background loop runs supervised: logged and restarted when it fails.
+        loops = Supervisor()
+        app.state.supervisor = loops
         signing_keys = SigningKeys(settings, database.sessionmaker)
         await signing_keys.start()
         app.state.db = database
         app.state.signing_keys = signing_keys
         app.state.passwords = PasswordHasher(settings.password_hash_concurrency)
-        # Every background loop runs supervised: logged and restarted when it fails.
-        loops = Supervisor()
-        app.state.supervisor = loops
         mailer = Mailer(settings, partial(prepare_mail, database.sessionmaker, settings))
         mailer.start(loops)
         app.state.mailer = mailer
