@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from api_service import backlog, boards, members, tasks
 from api_service.config import Settings
 from api_service.event_bus import NatsBatchBus
+from api_service.inbox_vacuum import vacuum_inbox_periodically
 from api_service.outbox import prune_events
 from api_service.sequencer import Sequencer
 from servicekit.app import create_service_app
@@ -74,6 +75,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "revocations",
                 partial(follow_revocations, database, revoked, settings.revocation_poll_seconds),
                 stale_after=max(10 * settings.revocation_poll_seconds, 10.0),
+                transient=CONNECTION_ERRORS,
+            )
+            loops.spawn(
+                "inbox_vacuum",
+                partial(vacuum_inbox_periodically, database, settings),
+                essential=False,
+                stale_after=3.0 * settings.inbox_vacuum_check_seconds + 60.0,
                 transient=CONNECTION_ERRORS,
             )
             loops.spawn(
