@@ -246,8 +246,9 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
             ),
             Panel(
                 "Sequencer lag",
-                "Age of the oldest event still in api-service's inbox, on the sequencer's"
-                " leader: a transaction held open holds every later event back.",
+                "Age of the oldest event still in api-service's inbox, measured from the"
+                " database by every api replica when scraped: a transaction held open, or no"
+                " sequencer running, holds events back.",
                 "s",
                 (("max(api_outbox_sequencer_lag_seconds)", "lag"),),
             ),
@@ -256,7 +257,8 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                 "Events written but not yet in the log, and batches the sequencer commits.",
                 "short",
                 (
-                    ("sum(api_outbox_inbox_rows)", "inbox rows"),
+                    # Every replica measures the same inbox: max, not sum.
+                    ("max(api_outbox_inbox_rows)", "inbox rows"),
                     (f"sum(rate(api_outbox_batches_total[{R}]))", "batches/s"),
                 ),
             ),

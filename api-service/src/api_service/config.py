@@ -14,6 +14,10 @@ class Settings(ServiceSettings):
     sequencer_batch_size: int = 1000
     sequencer_poll_min_seconds: float = 0.002
     sequencer_poll_max_seconds: float = 0.05
+    # The inbox is vacuumed by the api replicas themselves once its dead tuples pass this bound
+    # (api_service.inbox_vacuum), checked every `inbox_vacuum_check_seconds`.
+    inbox_vacuum_dead_rows: int = 10_000
+    inbox_vacuum_check_seconds: float = 10.0
     # Core NATS: when set, committed batches are published there instead of one NOTIFY each.
     nats_url: str | None = None
     # How often the log is read for revoked users (deactivation, password reset): the most a

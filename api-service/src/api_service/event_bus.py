@@ -12,6 +12,7 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
 from servicekit.bus import HEAD_SUBJECT, BusEvent, channel_subject, connect
+from servicekit.supervisor import Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -34,17 +35,18 @@ class NatsBatchBus:
     def __init__(self, url: str) -> None:
         self._url = url
         self._client: Client | None = None
-        self._connecting: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._connecting = asyncio.create_task(self._connect(), name="nats-connect")
-
-    async def _connect(self) -> None:
-        self._client = await connect(self._url, "api-sequencer")
+    async def run(self, heartbeat: Heartbeat) -> None:
+        """Connect (nats-py retries until the server answers, and reconnects by itself
+        afterwards), then beat every second while connected; until cancelled (supervised)."""
+        if self._client is None or self._client.is_closed:
+            self._client = await connect(self._url, "api-sequencer")
+        while True:
+            if self._client.is_connected:
+                heartbeat.beat()
+            await asyncio.sleep(1.0)
 
     async def close(self) -> None:
-        if self._connecting is not None:
-            self._connecting.cancel()
         if self._client is not None and not self._client.is_closed:
             await self._client.close()
 

@@ -1,34 +1,39 @@
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from functools import partial
 
 import httpx
 from fastapi import FastAPI
 
-from api_service import boards, members, tasks
+from api_service import backlog, boards, members, tasks
 from api_service.config import Settings
 from api_service.event_bus import NatsBatchBus
+from api_service.inbox_vacuum import vacuum_inbox_periodically
 from api_service.outbox import prune_events
 from api_service.sequencer import Sequencer
 from servicekit.app import create_service_app
-from servicekit.db import Database, asyncpg_dsn
+from servicekit.db import CONNECTION_ERRORS, Database, asyncpg_dsn
 from servicekit.jwks import KeySet, http_jwks_fetcher
 from servicekit.revocations import RevokedUsers, follow_revocations
 from servicekit.security import token_verifier_for
+from servicekit.supervisor import Heartbeat, Supervisor
 
 logger = logging.getLogger(__name__)
 
 
-async def prune_events_periodically(database: Database, settings: Settings) -> None:
+async def prune_events_periodically(
+    database: Database, settings: Settings, heartbeat: Heartbeat
+) -> None:
     retention = timedelta(seconds=settings.event_retention_seconds)
     while True:
         try:
             deleted = await prune_events(database.engine, retention)
             if deleted:
                 logger.info("pruned events", extra={"deleted": deleted})
+            heartbeat.beat()
         except Exception:
             logger.exception("event pruning failed")
         await asyncio.sleep(settings.event_prune_interval_seconds)
@@ -48,25 +53,49 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.health.add_check("database", database.check)
             app.state.health.add_check("jwks", keys.ensure_loaded)
             bus = NatsBatchBus(settings.nats_url) if settings.nats_url else None
-            if bus is not None:
-                bus.start()
             sequencer = Sequencer(asyncpg_dsn(settings.database_url), settings, bus)
-            background = [
-                asyncio.create_task(prune_events_periodically(database, settings)),
-                asyncio.create_task(sequencer.run(), name="sequencer"),
-                asyncio.create_task(
-                    follow_revocations(database, revoked, settings.revocation_poll_seconds),
-                    name="revocations",
-                ),
-            ]
+            # Every background loop runs supervised: one that fails is logged and restarted,
+            # and readiness fails while an essential one makes no progress (issue 21).
+            loops = Supervisor()
+            app.state.supervisor = loops
+            app.state.health.add_check("background_loops", loops.check)
+            # The backlog is measured on every scrape, independent of the sequencer's health.
+            backlog.COLLECTOR.probe = backlog.BacklogProbe(database)
+            if bus is not None:
+                loops.spawn("event_bus", bus.run, essential=False, stale_after=30.0)
+            # A poll answers every `sequencer_poll_max_seconds`, a follower tries the lease
+            # every third of a lease: stalled after two leases without one.
+            loops.spawn(
+                "sequencer",
+                sequencer.run,
+                stale_after=max(2 * settings.sequencer_lease_seconds, 5.0),
+                transient=CONNECTION_ERRORS,
+            )
+            loops.spawn(
+                "revocations",
+                partial(follow_revocations, database, revoked, settings.revocation_poll_seconds),
+                stale_after=max(10 * settings.revocation_poll_seconds, 10.0),
+                transient=CONNECTION_ERRORS,
+            )
+            loops.spawn(
+                "inbox_vacuum",
+                partial(vacuum_inbox_periodically, database, settings),
+                essential=False,
+                stale_after=3.0 * settings.inbox_vacuum_check_seconds + 60.0,
+                transient=CONNECTION_ERRORS,
+            )
+            loops.spawn(
+                "event_pruner",
+                partial(prune_events_periodically, database, settings),
+                essential=False,
+                stale_after=3.0 * settings.event_prune_interval_seconds + 60.0,
+                transient=CONNECTION_ERRORS,
+            )
             try:
                 yield
             finally:
-                for task in background:
-                    task.cancel()
-                for task in background:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await loops.stop()
+                backlog.COLLECTOR.probe = None
                 if bus is not None:
                     await bus.close()
                 await database.dispose()

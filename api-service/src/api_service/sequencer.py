@@ -2,7 +2,9 @@
 
 One api replica at a time sequences, the holder of the lease row `api.sequencer_lease`
 (`holder`, `epoch`, `expires_at`). A replica takes the lease when it has expired, with a new
-epoch; the holder renews it well before it runs out and gives it up when it cannot.
+epoch; the holder renews it well before it runs out and gives it up when it cannot. A replica
+whose connection dropped takes its own lease (same holder id) back at once, with a new epoch,
+so that a reconnect, not a lease, is what the drop costs.
 
 Fencing: every batch is one transaction whose first statement renews the lease only if this
 replica still holds it (same holder and epoch, not expired). That statement locks the lease
@@ -17,7 +19,8 @@ with a smaller id has ended. A transaction gets its id at its first write, so la
 always have larger ids. Settled rows are moved in (xid, seq) order, the ids continue densely
 from `sequenced_through` (kept on the lease row, so the fence lock also guards it), and the
 rows are deleted from the inbox in the same transaction. A long-running transaction (anywhere
-in the cluster, once it has written) holds every later row back: `api_outbox_sequencer_lag_seconds`.
+in the cluster, once it has written) holds every later row back: `api_outbox_sequencer_lag_seconds`,
+measured by every replica at scrape time (api_service.backlog), whatever the sequencer does.
 
 After each committed batch the sequencer signals it: one `pg_notify` in the batch
 transaction, or, with NATS, a publish of the batch once it has committed (see `BatchBus`).
@@ -37,17 +40,14 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from api_service.config import Settings
 from api_service.outbox import on_events_committed
+from servicekit.db import session_settings
+from servicekit.supervisor import Heartbeat
 
 logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "api_events"
 """PostgreSQL NOTIFY channel: one notification per committed batch, its highest event id."""
 
-INBOX_ROWS = Gauge("api_outbox_inbox_rows", "Events written but not yet in the log (on the leader)")
-SEQUENCER_LAG = Gauge(
-    "api_outbox_sequencer_lag_seconds",
-    "Age of the oldest event still in the inbox (on the leader; 0 elsewhere)",
-)
 BATCHES = Counter("api_outbox_batches", "Batches the sequencer committed to the log")
 SEQUENCED = Counter("api_outbox_sequenced_events", "Events the sequencer moved into the log")
 LEADER = Gauge("api_outbox_sequencer_leader", "1 while this replica holds the sequencer lease")
@@ -60,10 +60,13 @@ REFUSED = Counter(
     "api_outbox_refused_batches", "Batches not committed because the lease was lost (fencing)"
 )
 
+# Taken when it has expired, or at once when it is this replica's own (a new session after a
+# dropped connection): the new epoch fences whatever the old session might still attempt, and
+# the row lock waits out a batch of the old session's still in flight on the server.
 _ACQUIRE = """
     UPDATE api.sequencer_lease
     SET holder = $1, epoch = epoch + 1, expires_at = clock_timestamp() + make_interval(secs => $2)
-    WHERE expires_at < clock_timestamp()
+    WHERE expires_at < clock_timestamp() OR holder = $1
     RETURNING epoch, sequenced_through
 """
 # The fence: succeeds only for the current holder of an unexpired lease, and locks the row.
@@ -78,11 +81,6 @@ _RELEASE = """
 """
 _SETTLED = "xid < pg_snapshot_xmin(pg_current_snapshot())"
 _HAS_SETTLED = f"SELECT EXISTS (SELECT FROM api.event_inbox WHERE {_SETTLED})"
-_BACKLOG = """
-    SELECT count(*) AS rows,
-        coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8 AS lag
-    FROM api.event_inbox
-"""
 
 
 def _moving_settled(final_select: str) -> str:
@@ -101,9 +99,10 @@ def _moving_settled(final_select: str) -> str:
         ),
         logged AS (
             INSERT INTO api.events (id, channel, type, data, actor_id, created_at)
-            SELECT lease.sequenced_through + row_number() OVER (ORDER BY m.xid, m.seq),
+            SELECT (SELECT sequenced_through FROM api.sequencer_lease)
+                    + row_number() OVER (ORDER BY m.xid, m.seq),
                 m.channel, m.type, m.data, m.actor_id, m.created_at
-            FROM moved AS m, api.sequencer_lease AS lease
+            FROM moved AS m
             RETURNING id, channel, type, data, actor_id, created_at,
                 extract(epoch FROM clock_timestamp() - created_at)::float8 AS delay
         ),
@@ -146,49 +145,43 @@ class Sequencer:
         self._connection: asyncpg.Connection | None = None
         self._nudged = asyncio.Event()
 
-    async def run(self) -> None:
-        """Sequence while holding the lease, try to take it otherwise; until cancelled."""
+    async def run(self, heartbeat: Heartbeat | None = None) -> None:
+        """One session on a connection of its own: sequence while holding the lease, try to take
+        it otherwise; until cancelled, or until the connection fails, which raises. The
+        supervisor (servicekit.supervisor) logs the failure and starts a new session, with the
+        same holder id: it takes its own unexpired lease back at once. `heartbeat` beats after
+        every poll that answered."""
         # A commit of this replica's that wrote events cuts the poll's sleep short: those
         # events are moved at once (those of other replicas wait for the next poll).
         stop_listening = on_events_committed(self._nudged.set)
         try:
-            while True:
-                try:
-                    await self._run_connected()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    logger.warning("sequencer connection failed", extra={"err": repr(exc)})
-                    self._step_down()
-                    await self._close()
-                    await asyncio.sleep(min(1.0, self._lease / 3))
+            await self._run_connected(heartbeat or Heartbeat("sequencer"))
         finally:
             stop_listening()
             await self._release()
 
-    async def _run_connected(self) -> None:
+    async def _run_connected(self, heartbeat: Heartbeat) -> None:
         timeout_ms = str(int(max(self._lease / 2, 0.5) * 1000))
         self._connection = await asyncpg.connect(
             self._dsn,
-            server_settings={
+            server_settings=session_settings(
                 # A replica stalled inside a batch (paused, partitioned) is cut off by the
                 # server, which releases the lease lock it holds, well within a lease.
-                "idle_in_transaction_session_timeout": timeout_ms,
-                "lock_timeout": timeout_ms,
-                "application_name": "api-sequencer",
-            },
+                idle_in_transaction_session_timeout=timeout_ms,
+                lock_timeout=timeout_ms,
+                application_name="api-sequencer",
+            ),
         )
         idle = self._poll_min
-        next_renewal = next_report = 0.0
+        next_renewal = 0.0
         while True:
+            heartbeat.beat()  # connected, or the previous poll answered
             now = time.monotonic()
             if self.epoch is None:
                 if not await self._acquire():
-                    self._set_backlog(0, 0.0)
                     await asyncio.sleep(self._lease / 3)
                     continue
                 next_renewal = now + self._lease / 3
-            if now >= next_report:
-                await self._report_backlog()
-                next_report = now + 1.0
             moved = 0
             if await self._connection.fetchval(_HAS_SETTLED):
                 # Each batch renews the lease (its fence); a replica resumed after a pause
@@ -282,28 +275,20 @@ class Sequencer:
         logger.warning("sequencer batch refused: the lease was lost")
         self._step_down()
 
-    async def _report_backlog(self) -> None:
-        assert self._connection is not None
-        row = await self._connection.fetchrow(_BACKLOG)
-        assert row is not None
-        self._set_backlog(row["rows"], row["lag"])
-
-    def _set_backlog(self, rows: int, lag: float) -> None:
-        INBOX_ROWS.set(rows)
-        SEQUENCER_LAG.set(lag)
-
     def _step_down(self) -> None:
         if self.epoch is not None:
             logger.warning("sequencer lease lost", extra={"epoch": self.epoch})
         self.epoch = None
         LEADER.set(0)
-        self._set_backlog(0, 0.0)
 
     async def _release(self) -> None:
         """Give the lease up at shutdown, so another replica takes over at once."""
         if self._connection is not None and self.epoch is not None:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                await self._connection.execute(_RELEASE, self.holder, self.epoch)
+            # Any error: the connection may be broken in ways asyncpg reports oddly
+            # (InternalClientError after a backend was terminated), and the lease then simply
+            # runs out.
+            with contextlib.suppress(Exception):
+                await self._connection.execute(_RELEASE, self.holder, self.epoch, timeout=1.0)
         self._step_down()
         await self._close()
 

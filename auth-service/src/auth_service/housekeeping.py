@@ -12,6 +12,7 @@ from auth_service.config import Settings
 from auth_service.models import ActionToken, LoginThrottle, LookupBudget
 from auth_service.throttle import LOOKUP_WINDOW
 from servicekit.outage import is_database_unavailable, outage
+from servicekit.supervisor import Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -37,13 +38,15 @@ async def prune(sessionmaker: async_sessionmaker[AsyncSession], settings: Settin
 
 
 async def prune_periodically(
-    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, heartbeat: Heartbeat
 ) -> None:
-    """`prune` every `housekeeping_interval_seconds`, until cancelled."""
+    """`prune` every `housekeeping_interval_seconds`, until cancelled; `heartbeat` beats after
+    every round that succeeded."""
     while True:
         await asyncio.sleep(settings.housekeeping_interval_seconds)
         try:
             await prune(sessionmaker, settings)
+            heartbeat.beat()
         except Exception as exc:
             # The next round tries again: an outage is logged once, anything else each time.
             if is_database_unavailable(exc):

@@ -3,7 +3,6 @@ background workers, off the request path, with retries. Nothing here logs a mess
 link: they carry one-time tokens."""
 
 import asyncio
-import contextlib
 import html
 import logging
 import uuid
@@ -18,6 +17,7 @@ import aiosmtplib
 from auth_service import metrics
 from auth_service.config import Settings
 from servicekit.outage import is_database_unavailable, outage
+from servicekit.supervisor import Heartbeat, Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -74,22 +74,15 @@ class Mailer:
         self.settings = settings
         self._prepare = prepare
         self._queue: asyncio.Queue[MailRequest] = asyncio.Queue(settings.mail_queue_size)
-        self._workers: list[asyncio.Task[None]] = []
 
-    def start(self) -> None:
+    def start(self, loops: Supervisor) -> None:
+        """The workers, as loops `loops` supervises (and stops)."""
         if self.settings.smtp_host is None:
             logger.warning("SMTP_HOST is not set: verification and reset mail is not sent")
-        self._workers = [
-            asyncio.create_task(self._work(), name=f"mailer-{n}")
-            for n in range(self.settings.mail_workers)
-        ]
-
-    async def stop(self) -> None:
-        for worker in self._workers:
-            worker.cancel()
-        for worker in self._workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
+        for n in range(self.settings.mail_workers):
+            # Not essential: logins and registrations work without mail. An idle worker makes
+            # no progress to report, so it is never stalled, only restarted when it fails.
+            loops.spawn(f"mailer_{n}", self._work, essential=False)
 
     def submit(self, request: MailRequest) -> None:
         if self.settings.smtp_host is None:
@@ -101,8 +94,9 @@ class Mailer:
             metrics.EMAILS_SENT.labels(kind=request.kind, outcome="dropped").inc()
             logger.warning("mail queue full: request dropped", extra={"kind": request.kind})
 
-    async def _work(self) -> None:
+    async def _work(self, heartbeat: Heartbeat) -> None:
         while True:
+            heartbeat.beat()
             request = await self._queue.get()
             try:
                 mail = await self._prepare(request)

@@ -1,4 +1,3 @@
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -13,8 +12,9 @@ from auth_service.lifecycle import prepare_mail
 from auth_service.mail import Mailer
 from auth_service.passwords import PasswordHasher
 from servicekit.app import create_service_app
-from servicekit.db import Database
+from servicekit.db import CONNECTION_ERRORS, Database
 from servicekit.security import token_verifier_for
+from servicekit.supervisor import Supervisor
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -23,26 +23,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = Database(settings)
+        # Every background loop runs supervised: logged and restarted when it fails.
+        loops = Supervisor()
+        app.state.supervisor = loops
         signing_keys = SigningKeys(settings, database.sessionmaker)
         await signing_keys.start()
         app.state.db = database
         app.state.signing_keys = signing_keys
         app.state.passwords = PasswordHasher(settings)
         mailer = Mailer(settings, partial(prepare_mail, database.sessionmaker, settings))
-        mailer.start()
+        mailer.start(loops)
         app.state.mailer = mailer
-        housekeeping = asyncio.create_task(
-            prune_periodically(database.sessionmaker, settings), name="housekeeping"
+        loops.spawn(
+            "housekeeping",
+            partial(prune_periodically, database.sessionmaker, settings),
+            essential=False,
+            stale_after=3.0 * settings.housekeeping_interval_seconds + 60.0,
+            transient=CONNECTION_ERRORS,
         )
         # auth-service verifies its own tokens from the database's key set, not over HTTP.
         app.state.token_verifier = token_verifier_for(settings, signing_keys.keyset)
         app.state.health.add_check("database", database.check)
         app.state.health.add_check("signing_keys", signing_keys.keyset.ensure_loaded)
+        app.state.health.add_check("background_loops", loops.check)
         try:
             yield
         finally:
-            housekeeping.cancel()
-            await mailer.stop()
+            await loops.stop()
             await database.dispose()
 
     return create_service_app(

@@ -7,6 +7,8 @@ heartbeat. One subscription keeps the publisher's order, and the log's ids are d
 hub knows which id comes next, whatever the channel.
 """
 
+import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -20,6 +22,7 @@ from nats.aio.msg import Msg
 from realtime_service.events import LogEvent
 from realtime_service.metrics import BUS_CONNECTED
 from servicekit.bus import ALL_SUBJECTS, HEAD_SUBJECT, BusEvent, connect
+from servicekit.supervisor import Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +79,15 @@ class EventBus:
         self._client: Client | None = None
         self.connected = False
 
-    async def run(self) -> None:
-        """Connect (retrying until the server answers) and subscribe."""
+    async def run(self, heartbeat: Heartbeat) -> None:
+        """Connect (retrying until the server answers) and subscribe, then beat every second
+        while connected; until cancelled (supervised). nats-py reconnects and resubscribes by
+        itself."""
+        if self._client is not None:
+            # A restart after a failure: a new client, so that the subscription is made anew.
+            with contextlib.suppress(Exception):
+                await self._client.close()
+            self._client = None
         client = await connect(
             self._url,
             "realtime",
@@ -89,6 +99,10 @@ class EventBus:
         self._set_connected(True)
         # Whatever was published before the subscription is read from the log.
         self._deliver(Reconnected())
+        while True:
+            if client.is_connected:
+                heartbeat.beat()
+            await asyncio.sleep(1.0)
 
     async def close(self) -> None:
         if self._client is not None and not self._client.is_closed:

@@ -25,17 +25,19 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
+from nats.errors import Error as NatsError
 
 from realtime_service.bus import BatchPart, BusItem, EventBus, Head, Reconnected
 from realtime_service.events import Ephemeral, LogEvent
 from realtime_service.metrics import GAP_REPAIRS, LOG_QUERIES
-from servicekit.db import Database
+from servicekit.db import CONNECTION_ERRORS, Database, session_settings
 from servicekit.revocations import (
     REACTIVATED,
     REVOCATION_TYPES,
     RevokedUsers,
     load_revocations,
 )
+from servicekit.supervisor import Heartbeat, Supervisor
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ _SELECT_REPLAY = (
 
 Item = LogEvent | Ephemeral
 _TIMER_RESOLUTION = 0.001
+_KEEPALIVE_SECONDS = 2.0
+_BUS_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, NatsError)
 
 
 class Subscriber:
@@ -173,23 +177,28 @@ class Hub:
         self.subscribers: set[Subscriber] = set()
         self._by_channel: dict[str, set[Subscriber]] = defaultdict(set)
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        # The background loops (listen, tail or bus and follow-bus), supervised.
+        self.loops = Supervisor()
         self._reader: asyncpg.Connection | None = None
         self.listening = False
 
     async def start(self) -> None:
-        self._reader = await asyncpg.connect(self._dsn)
+        self._reader = await asyncpg.connect(self._dsn, server_settings=session_settings())
         # The revocations still in force up to the head, which is where dispatch starts.
         self.cursor = await load_revocations(self._reader, self.revoked)
         LOG_QUERIES.labels(purpose="start").inc()
-        self._tasks = [asyncio.create_task(self._listen(), name="hub-listen")]
+        # Each loop is stalled after `stale` without an iteration that answered: the listener
+        # and the bus beat every `_KEEPALIVE_SECONDS`, the tail every poll, the bus follower
+        # at least every second.
+        stale = max(3 * _KEEPALIVE_SECONDS, 10 * self._poll_interval)
+        self.loops.spawn("hub_listen", self._listen, stale_after=stale, transient=CONNECTION_ERRORS)
         if self._bus is None:
-            self._tasks.append(asyncio.create_task(self._tail(), name="hub-tail"))
+            self.loops.spawn("hub_tail", self._tail, stale_after=stale, transient=CONNECTION_ERRORS)
         else:
-            self._tasks += [
-                asyncio.create_task(self._bus.run(), name="hub-bus"),
-                asyncio.create_task(self._follow_bus(), name="hub-follow-bus"),
-            ]
+            self.loops.spawn("hub_bus", self._bus.run, stale_after=stale, transient=_BUS_ERRORS)
+            self.loops.spawn(
+                "hub_follow_bus", self._follow_bus, stale_after=stale, transient=CONNECTION_ERRORS
+            )
 
     async def ensure_listening(self) -> None:
         """A readiness check: raises while the LISTEN connection (or the bus) is down."""
@@ -199,15 +208,11 @@ class Hub:
             raise RuntimeError("not connected to the event bus")
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.loops.stop()
         if self._bus is not None:
             await self._bus.close()
         if self._reader is not None:
-            await self._reader.close()
+            self._reader.terminate()
 
     # Subscriptions. Registering and reading the cursor happen without an await between them,
     # so every event above the returned cursor reaches the subscriber live.
@@ -308,16 +313,16 @@ class Hub:
 
     # The log reader.
 
-    async def _tail(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
-            self._wake.clear()
-            try:
+    async def _tail(self, heartbeat: Heartbeat) -> None:
+        """Read the log on every NOTIFY (or poll), until cancelled; a failure raises, and the
+        supervisor starts it again on a new reader connection."""
+        async with self._reading():
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                self._wake.clear()
                 await self._read_log(_END_OF_LOG, "tail")
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                logger.warning("outbox read failed", extra={"err": repr(exc)})
-                await self._reconnect_reader()
+                heartbeat.beat()
 
     async def _read_log(self, through: int, purpose: str) -> None:
         """Dispatch the log's events in (cursor, through], in queries of up to `_BATCH`."""
@@ -333,15 +338,19 @@ class Hub:
 
     # Following the bus.
 
-    async def _follow_bus(self) -> None:
-        while True:
-            item = await self._bus_items.get()
-            try:
-                await self._handle(item)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                # What could not be repaired now is repaired on the next head heartbeat.
-                logger.warning("log repair failed", extra={"err": repr(exc)})
-                await self._reconnect_reader()
+    async def _follow_bus(self, heartbeat: Heartbeat) -> None:
+        """Dispatch the bus's items, repairing gaps from the log, until cancelled. A repair that
+        fails raises (the supervisor restarts this on a new reader connection); what it could
+        not read is repaired on the next head heartbeat."""
+        async with self._reading():
+            while True:
+                try:
+                    item: BusItem | None = await asyncio.wait_for(self._bus_items.get(), 1.0)
+                except TimeoutError:
+                    item = None
+                if item is not None:
+                    await self._handle(item)
+                heartbeat.beat()
 
     async def _handle(self, item: BusItem) -> None:
         if isinstance(item, BatchPart):
@@ -374,40 +383,43 @@ class Hub:
             del self._pending[stale]
         self._advance()
 
-    async def _reconnect_reader(self) -> None:
-        if self._reader is not None:
-            self._reader.terminate()
-        while True:
-            try:
-                self._reader = await asyncpg.connect(self._dsn)
-                return
-            except (OSError, asyncpg.PostgresError) as exc:
-                logger.warning("outbox reader reconnect failed", extra={"err": repr(exc)})
-                await asyncio.sleep(self._poll_interval)
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[None]:
+        """The reader connection, opened if there is none; dropped when the block fails, so
+        that the next run starts on a new one (a connection whose backend was terminated can
+        fail without saying it is closed)."""
+        if self._reader is None or self._reader.is_closed():
+            self._reader = await asyncpg.connect(self._dsn, server_settings=session_settings())
+        try:
+            yield
+        except BaseException:
+            if self._reader is not None:
+                self._reader.terminate()
+                self._reader = None
+            raise
 
-    async def _listen(self) -> None:
+    async def _listen(self, heartbeat: Heartbeat) -> None:
+        """One LISTEN session, until cancelled or the connection is lost (which raises: the
+        supervisor starts a new session). A statement every `_KEEPALIVE_SECONDS` proves the
+        connection alive: a listener on a dead connection would otherwise just hear nothing."""
         on_event: Callable[..., None] = lambda *_: self._wake.set()  # noqa: E731
         on_message: Callable[..., None] = lambda *args: self._dispatch_message(args[3])  # noqa: E731
-        while True:
-            connection: asyncpg.Connection | None = None
-            try:
-                connection = await asyncpg.connect(self._dsn)
-                if self._bus is None:
-                    await connection.add_listener(EVENTS_CHANNEL, on_event)
-                await connection.add_listener(MESSAGES_CHANNEL, on_message)
-                self.listening = True
-                # Anything committed while we were not listening is found by reading now.
-                self._wake.set()
-                closed = asyncio.Event()
-                connection.add_termination_listener(lambda _, done=closed: done.set())
-                await closed.wait()
-            except (OSError, asyncpg.PostgresError) as exc:
-                logger.warning("LISTEN connection failed", extra={"err": repr(exc)})
-            finally:
-                self.listening = False
-                if connection is not None and not connection.is_closed():
-                    connection.terminate()
-            await asyncio.sleep(self._poll_interval)
+        connection = await asyncpg.connect(self._dsn, server_settings=session_settings())
+        try:
+            if self._bus is None:
+                await connection.add_listener(EVENTS_CHANNEL, on_event)
+            await connection.add_listener(MESSAGES_CHANNEL, on_message)
+            self.listening = True
+            # Anything committed while we were not listening is found by reading now.
+            self._wake.set()
+            while True:
+                heartbeat.beat()
+                await asyncio.sleep(_KEEPALIVE_SECONDS)
+                await connection.fetchval("SELECT 1", timeout=_KEEPALIVE_SECONDS)
+        finally:
+            self.listening = False
+            if not connection.is_closed():
+                connection.terminate()
 
     async def publish(self, connection: asyncpg.Connection, message: dict[str, Any]) -> None:
         await connection.execute("SELECT pg_notify($1, $2)", MESSAGES_CHANNEL, json.dumps(message))

@@ -73,6 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             health.add_check("database", database.check)
             health.add_check("jwks", keys.ensure_loaded)
             health.add_check("log_listener", hub.ensure_listening)
+            health.add_check("background_loops", hub.loops.check)
+            app.state.supervisor = hub.loops
             restore_signal = drain_on_sigterm(hub, health)
             try:
                 yield

@@ -22,6 +22,7 @@ import asyncpg
 
 from servicekit.db import Database
 from servicekit.outage import is_database_unavailable, outage
+from servicekit.supervisor import Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -139,10 +140,13 @@ async def read_revocations(
     return max(head, cursor)
 
 
-async def follow_revocations(database: Database, revoked: RevokedUsers, interval: float) -> None:
+async def follow_revocations(
+    database: Database, revoked: RevokedUsers, interval: float, heartbeat: Heartbeat | None = None
+) -> None:
     """Keep `revoked` up to date from the log, polling every `interval` seconds, until
-    cancelled. For a service that does not otherwise follow the log (api-service); the
-    realtime hub applies revocations as it dispatches events."""
+    cancelled; `heartbeat` beats after every read. For a service that does not otherwise
+    follow the log (api-service); the realtime hub applies revocations as it dispatches
+    events."""
     cursor: int | None = None
     while True:
         try:
@@ -151,6 +155,8 @@ async def follow_revocations(database: Database, revoked: RevokedUsers, interval
                     cursor = await load_revocations(connection, revoked)
                 else:
                     cursor = await read_revocations(connection, revoked, cursor)
+            if heartbeat is not None:
+                heartbeat.beat()
         except Exception as exc:
             # Whatever went wrong (an outage, most likely), the loop must go on: a follower
             # that stopped would silently let revoked users back in.

@@ -253,3 +253,63 @@ class SseStream:
             message = await self.next(timeout)
             if message.event == event:
                 return message
+
+
+class LaggingFinProxy:
+    """A TCP proxy to PostgreSQL on 127.0.0.1 that forwards bytes as they come but passes the
+    server's end of stream (FIN) on `fin_lag` seconds late, as a network path, a load balancer
+    or a pooler in between may. When a backend is terminated, the client reads the server's
+    FATAL error (57P01) first and learns that the connection is gone only later: the window in
+    which a driver's next statement meets a half-dead connection, reproduced every time."""
+
+    def __init__(self, upstream_host: str, upstream_port: int, fin_lag: float = 0.3) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.fin_lag = fin_lag
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._pumps: set[asyncio.Task[None]] = set()
+
+    def dsn(self, dsn: str) -> str:
+        """`dsn` (a postgresql:// URL) pointed at the proxy."""
+        url = make_url(dsn).set(host="127.0.0.1", port=self.port)
+        return url.render_as_string(hide_password=False)
+
+    async def __aenter__(self) -> "LaggingFinProxy":
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for pump in list(self._pumps):
+            pump.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.upstream)
+        except OSError:
+            writer.close()
+            return
+        for pump in (
+            self._pump(reader, up_writer, 0.0),
+            self._pump(up_reader, writer, self.fin_lag),
+        ):
+            task = asyncio.create_task(pump)
+            self._pumps.add(task)
+            task.add_done_callback(self._pumps.discard)
+
+    @staticmethod
+    async def _pump(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, fin_lag: float
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+            await asyncio.sleep(fin_lag)
+        except OSError:
+            pass
+        finally:
+            writer.close()
