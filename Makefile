@@ -26,8 +26,8 @@ lint:
 
 # The tiers (docs/testing.md): test-fast while you work (no gateway, no browser, no stack);
 # test, everything that runs natively, the README's test command and what CI runs first.
-# Two pytest-xdist workers: one runs the end-to-end group, the other the fast tier.
-PARALLEL := -n 2 --dist loadgroup
+# Two pytest-xdist workers: one runs the end-to-end tests, the other the rest (conftest.py).
+PARALLEL := -n 2
 
 test: install
 	$(RUN) pytest $(PARALLEL)

@@ -84,6 +84,18 @@ class SecretsSeen:
 
 
 SECRETS_SEEN = SecretsSeen()
+_REALTIME_QUERY = re.compile(r"/realtime/[^\s\"?]*\?")
+
+
+def log_leaks(logs: list[Path], secrets: set[str]) -> list[str]:
+    """Each log line that holds one of `secrets` or the query string of a /realtime/ URL."""
+    any_secret = re.compile("|".join(re.escape(secret) for secret in secrets))
+    leaks = []
+    for path in logs:
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if any_secret.search(line) or _REALTIME_QUERY.search(line):
+                leaks.append(f"{path.relative_to(ROOT)}:{number}: {line[:300]}")
+    return leaks
 
 
 def gateway_client(base_url: str) -> httpx.AsyncClient:

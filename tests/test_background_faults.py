@@ -23,8 +23,19 @@ from sqlalchemy.engine import make_url
 from servicekit.db import asyncpg_dsn
 from servicekit.testing import LaggingFinProxy, SseStream, free_port, fresh_database
 
-from .conftest import ROOT, User, gateway_client, native_only, sign_up
+from .conftest import (
+    ROOT,
+    SECRETS_SEEN,
+    STACK_DATABASE_SERVER,
+    TEST_RATE_LIMITS,
+    User,
+    gateway_client,
+    log_leaks,
+    native_only,
+    sign_up,
+)
 
+# Its own stacks: under pytest-xdist it runs beside the shared stack's tests (conftest.py).
 pytestmark = native_only("it terminates the stack's database backends")
 
 RESUME_SECONDS = 5.0
@@ -115,7 +126,7 @@ async def faulty_stack(nats: bool) -> AsyncIterator[tuple[NativeStack, str]]:
     PostgreSQL through a `LaggingFinProxy`: a terminated backend's FATAL message arrives at
     once, its end of stream 0.3 s later (the window in which the sequencer died). Yields the
     stack and its database's own URL."""
-    async with fresh_database("bgfault", []) as url:
+    async with fresh_database("bgfault", [], await STACK_DATABASE_SERVER.admin_url()) as url:
         parsed = make_url(url)
         async with LaggingFinProxy(parsed.host or "127.0.0.1", parsed.port or 5432) as proxy:
             bus: dict[str, Any] = {"nats": True, "nats_port": free_port()} if nats else {}
@@ -132,6 +143,7 @@ async def faulty_stack(nats: bool) -> AsyncIterator[tuple[NativeStack, str]]:
                     "DB_POOL_SIZE": "3",
                     "SEQUENCER_LEASE_SECONDS": "2",
                 },
+                **TEST_RATE_LIMITS,
                 **bus,
             )
             native = NativeStack(config)
@@ -221,3 +233,6 @@ async def test_every_backend_terminated_three_times_under_writes(nats: bool) -> 
             assert subscriber.received_at[first] - killed < RESUME_SECONDS
     assert restarted >= restarts + 3
     assert max(ready_after) < 3.0, ready_after
+    # Beside the other end-to-end tests, this module checks its stack's logs itself.
+    leaks = log_leaks(sorted(native.config.run_dir.glob("*.log")), SECRETS_SEEN.values)
+    assert not leaks, "\n".join(leaks[:20])

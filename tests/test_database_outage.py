@@ -21,7 +21,16 @@ from servicekit.db import ensure_database
 from servicekit.pgcluster import Cluster, own_cluster
 from servicekit.testing import free_port
 
-from .conftest import ROOT, NativeStack, StackConfig, User, gateway_client, sign_up
+from .conftest import (
+    ROOT,
+    SECRETS_SEEN,
+    NativeStack,
+    StackConfig,
+    User,
+    gateway_client,
+    log_leaks,
+    sign_up,
+)
 
 Call = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
 
@@ -48,6 +57,10 @@ async def outage_stack() -> AsyncIterator[tuple[NativeStack, Cluster]]:
             yield stack, cluster
         finally:
             stack.stop()
+        # This module runs beside the other end-to-end tests (conftest.py at the root): it checks
+        # its stack's logs itself, for the secrets this test process carried.
+        leaks = log_leaks(sorted(config.run_dir.glob("*.log")), SECRETS_SEEN.values)
+        assert not leaks, "\n".join(leaks[:20])
 
 
 def calls_needing_the_database(user: User, board_id: str, task_id: str) -> dict[str, Call]:

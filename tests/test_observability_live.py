@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 
 from servicekit.testing import SseStream, free_port
 
-from .conftest import native_only, native_stack, sign_up
+from .conftest import SECRETS_SEEN, log_leaks, native_only, native_stack, sign_up
 
 pytestmark = native_only("it scrapes the stack with a Prometheus of its own")
 
@@ -33,6 +33,10 @@ async def monitored() -> AsyncIterator[NativeStack]:
         scrape_interval="1s",
     ) as stack:
         yield stack
+    # Under pytest-xdist this module runs beside the other end-to-end tests (conftest.py at the
+    # root): it checks its stack's logs itself, for the secrets this test process carried.
+    leaks = log_leaks(sorted(stack.config.run_dir.glob("*.log")), SECRETS_SEEN.values)
+    assert not leaks, "\n".join(leaks[:20])
 
 
 async def drive_load(base_url: str, seconds: float = 6.0) -> None:
