@@ -42,7 +42,6 @@ BESIDE_THE_E2E_GROUP = (
     "tests/test_background_faults.py",
     "tests/test_database_outage.py",
     "tests/test_launcher.py",
-    "tests/test_observability_live.py",
 )
 
 

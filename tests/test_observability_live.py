@@ -33,8 +33,7 @@ async def monitored() -> AsyncIterator[NativeStack]:
         scrape_interval="1s",
     ) as stack:
         yield stack
-    # Under pytest-xdist this module runs beside the other end-to-end tests (conftest.py at the
-    # root): it checks its stack's logs itself, for the secrets this test process carried.
+    # Its stack's logs, for the secrets this test process carried, as its stack stops.
     leaks = log_leaks(sorted(stack.config.run_dir.glob("*.log")), SECRETS_SEEN.values)
     assert not leaks, "\n".join(leaks[:20])
 
