@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from servicekit.pgcluster import own_cluster
-from servicekit.testing import free_port, fresh_database
+from servicekit.testing import SseStream, free_port, fresh_database
 
 ROOT = Path(__file__).parents[1]
 # The launcher and the dashboard builder are scripts, not packages.
@@ -169,34 +169,61 @@ def pytest_sessionfinish() -> None:
     STACK_DATABASE_SERVER.close()
 
 
+def stack_config(
+    name: str, database_url: str, service_env: dict[str, str] | None = None, **settings: Any
+) -> StackConfig:
+    """The launcher's stack on free ports, two realtime replicas, the test settings;
+    `service_env` adds settings to every service's environment."""
+    return StackConfig(
+        gateway_port=free_port(),
+        status_port=free_port(),
+        auth_port=free_port(),
+        api_port=free_port(),
+        realtime_ports=[free_port(), free_port()],
+        database_url=database_url,
+        run_dir=ROOT / "var" / f"{name}-{uuid.uuid4().hex[:6]}",
+        # INFO: the log check must see every line a request can make a service write.
+        # Small pools: several test stacks share one PostgreSQL.
+        extra_env={"LOG_LEVEL": "INFO", "DB_POOL_SIZE": "3", **(service_env or {})},
+        **{**TEST_RATE_LIMITS, **settings},
+    )
+
+
+@asynccontextmanager
+async def running(config: StackConfig) -> AsyncIterator[NativeStack]:
+    native = NativeStack(config)
+    try:
+        await native.start()
+        yield native
+    finally:
+        native.stop()
+
+
 @asynccontextmanager
 async def native_stack(
     name: str, service_env: dict[str, str] | None = None, **settings: Any
 ) -> AsyncIterator[NativeStack]:
-    """The launcher's stack on free ports, two realtime replicas, a fresh database on the
-    end-to-end stacks' own server; `service_env` adds settings to every service's
-    environment."""
+    """`stack_config`'s stack on a fresh database of the end-to-end stacks' own server."""
     server = await STACK_DATABASE_SERVER.admin_url()
-    async with fresh_database(name, [], server) as url:
-        config = StackConfig(
-            gateway_port=free_port(),
-            status_port=free_port(),
-            auth_port=free_port(),
-            api_port=free_port(),
-            realtime_ports=[free_port(), free_port()],
-            database_url=url,
-            run_dir=ROOT / "var" / f"{name}-{uuid.uuid4().hex[:6]}",
-            # INFO: the log check must see every line a request can make a service write.
-            # Small pools: several test stacks share one PostgreSQL.
-            extra_env={"LOG_LEVEL": "INFO", "DB_POOL_SIZE": "3", **(service_env or {})},
-            **{**TEST_RATE_LIMITS, **settings},
-        )
-        native = NativeStack(config)
-        try:
-            await native.start()
-            yield native
-        finally:
-            native.stop()
+    async with (
+        fresh_database(name, [], server) as url,
+        running(stack_config(name, url, service_env, **settings)) as native,
+    ):
+        yield native
+
+
+async def node_stream(
+    client: httpx.AsyncClient, node: str, channel: str, headers: dict[str, str]
+) -> SseStream:
+    """An SSE stream of `channel` straight from one realtime replica, once it is ready."""
+    request = client.build_request(
+        "GET", f"{node}/realtime/sse", params={"channels": channel}, headers=headers
+    )
+    response = await client.send(request, stream=True)
+    assert response.status_code == 200
+    stream = SseStream(response)
+    await stream.until("ready")
+    return stream
 
 
 @pytest.fixture(scope="session")

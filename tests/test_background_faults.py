@@ -8,7 +8,6 @@ supervisor's restart counter moves; readiness is true again within 3 s."""
 
 import asyncio
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,22 +16,23 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from launcher import NativeStack, StackConfig
+from launcher import NativeStack
 from sqlalchemy.engine import make_url
 
 from servicekit.db import asyncpg_dsn
 from servicekit.testing import LaggingFinProxy, SseStream, free_port, fresh_database
 
 from .conftest import (
-    ROOT,
     SECRETS_SEEN,
     STACK_DATABASE_SERVER,
-    TEST_RATE_LIMITS,
     User,
     gateway_client,
     log_leaks,
     native_only,
+    node_stream,
+    running,
     sign_up,
+    stack_config,
 )
 
 # Its own stacks: under pytest-xdist it runs beside the shared stack's tests (conftest.py).
@@ -65,18 +65,7 @@ async def subscribed(
         subscribers = []
         for node in nodes:
             for _ in range(per_node):
-                response = await client.send(
-                    client.build_request(
-                        "GET",
-                        f"{node}/realtime/sse",
-                        params={"channels": channel},
-                        headers=user.headers,
-                    ),
-                    stream=True,
-                )
-                assert response.status_code == 200
-                stream = SseStream(response)
-                await stream.until("ready")
+                stream = await node_stream(client, node, channel, user.headers)
                 subscribers.append(Subscriber(stream))
         running = [asyncio.create_task(s.run()) for s in subscribers]
         try:
@@ -130,28 +119,10 @@ async def faulty_stack(nats: bool) -> AsyncIterator[tuple[NativeStack, str]]:
         parsed = make_url(url)
         async with LaggingFinProxy(parsed.host or "127.0.0.1", parsed.port or 5432) as proxy:
             bus: dict[str, Any] = {"nats": True, "nats_port": free_port()} if nats else {}
-            config = StackConfig(
-                gateway_port=free_port(),
-                status_port=free_port(),
-                auth_port=free_port(),
-                api_port=free_port(),
-                realtime_ports=[free_port(), free_port()],
-                database_url=proxy.dsn(url),
-                run_dir=ROOT / "var" / f"bgfault-{uuid.uuid4().hex[:6]}",
-                extra_env={
-                    "LOG_LEVEL": "INFO",
-                    "DB_POOL_SIZE": "3",
-                    "SEQUENCER_LEASE_SECONDS": "2",
-                },
-                **TEST_RATE_LIMITS,
-                **bus,
-            )
-            native = NativeStack(config)
-            try:
-                await native.start()
+            lease = {"SEQUENCER_LEASE_SECONDS": "2"}
+            config = stack_config("bgfault", proxy.dsn(url), lease, **bus)
+            async with running(config) as native:
                 yield native, url
-            finally:
-                native.stop()
 
 
 async def terminate_backends(database_url: str) -> int:

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from launcher import NativeStack
 
-from servicekit.testing import SseStream, free_port
+from servicekit.testing import free_port
 
-from .conftest import gateway_client, native_stack, sign_up
+from .conftest import gateway_client, native_stack, node_stream, sign_up
 
 
 @pytest.fixture(scope="module")
@@ -42,19 +42,7 @@ async def test_events_reach_every_replica_over_nats(nats_stack: NativeStack) -> 
         async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=30)) as client:
             streams = []
             for node in nodes:
-                response = await client.send(
-                    client.build_request(
-                        "GET",
-                        f"{node}/realtime/sse",
-                        params={"channels": channel},
-                        headers=user.headers,
-                    ),
-                    stream=True,
-                )
-                assert response.status_code == 200
-                stream = SseStream(response)
-                await stream.until("ready")
-                streams.append(stream)
+                streams.append(await node_stream(client, node, channel, user.headers))
             titles = [f"over the bus {i}" for i in range(5)]
             for title in titles:
                 created = await gateway.post(
