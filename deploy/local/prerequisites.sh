@@ -13,7 +13,7 @@ UV_VERSION=0.13.9
 #   PostgreSQL exporters; chromium: the pages rendered in tests (Playwright drives Debian's
 #   browser, it cannot download its own here); nats-server: the event bus; postgresql: initdb and
 #   pg_ctl for the tests' own clusters (a throwaway one when none answers, the outage test's);
-#   nodejs and npm: the JavaScript client's tests.
+#   nodejs and npm: the JavaScript client's tests; python3-venv: the virtualenv uv is put in.
 declare -A package_probe=(
   [nginx-light]=/usr/sbin/nginx
   [prometheus]=/usr/bin/promtool
@@ -24,11 +24,14 @@ declare -A package_probe=(
   [postgresql]=/usr/lib/postgresql/*/bin/initdb
   [nodejs]=node
   [npm]=npm
+  [python3-venv]=python3-venv
 )
 
 installed() {
   local probe=$1
-  if [[ $probe == /* ]]; then
+  if [[ $probe == python3-venv ]]; then
+    python3 -c "import ensurepip, venv" 2>/dev/null
+  elif [[ $probe == /* ]]; then
     compgen -G "$probe" >/dev/null
   else
     command -v "$probe" >/dev/null 2>&1
@@ -51,15 +54,21 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
+# uv in a virtualenv of its own (Debian's python3 refuses `pip install` outside one), linked
+# into /usr/local/bin for root and ~/.local/bin otherwise.
 if ! command -v uv >/dev/null 2>&1 || [[ $(uv --version) != "uv ${UV_VERSION}"* ]]; then
   echo "prerequisites: installing uv ${UV_VERSION}"
   if ((EUID == 0)); then
-    python3 -m pip install --quiet "uv==${UV_VERSION}"
+    venv=/opt/uv-${UV_VERSION} bin_dir=/usr/local/bin
   else
-    python3 -m pip install --quiet --user "uv==${UV_VERSION}"
+    venv=$HOME/.local/share/uv-${UV_VERSION} bin_dir=$HOME/.local/bin
   fi
-  if ! command -v uv >/dev/null 2>&1; then
-    echo "prerequisites: uv is installed in $(python3 -m site --user-base)/bin: add it to PATH" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "uv==${UV_VERSION}"
+  mkdir -p "$bin_dir"
+  ln -sf "$venv/bin/uv" "$bin_dir/uv"
+  if [[ $(command -v uv) != "$bin_dir/uv" ]]; then
+    echo "prerequisites: uv ${UV_VERSION} is in $bin_dir: put it first on PATH" >&2
     exit 1
   fi
 fi
@@ -68,6 +77,6 @@ fi
 lock=clients/js/package-lock.json
 if [[ ! clients/js/node_modules/.installed-lock -nt $lock ]]; then
   echo "prerequisites: npm ci in clients/js"
-  npm ci --prefix clients/js --no-audit --no-fund --loglevel=error
+  npm ci --prefix clients/js --no-audit --no-fund --no-update-notifier --loglevel=error
   touch clients/js/node_modules/.installed-lock
 fi
