@@ -1,4 +1,4 @@
-"""Every route x every kind of caller -> the status DESIGN §5 gives."""
+"""Every route x every kind of caller -> the status docs/contract.md §5 gives."""
 
 from dataclasses import dataclass
 

@@ -1,5 +1,6 @@
-"""The outbox contract (DESIGN §6): event ids increase in commit order, every committed write
-has its events and no failed write has any. (With several api replicas: test_sequencer.py.)"""
+"""The outbox contract (docs/contract.md §6): event ids increase in commit order, every
+committed write has its events and no failed write has any. (With several api replicas:
+test_sequencer.py.)"""
 
 import asyncio
 import random

@@ -1,6 +1,6 @@
 // Types of the stack's JavaScript client (hand-written; index.js is the implementation).
 
-/** An error answer of the stack: `{error, detail}` (DESIGN §3) or a token endpoint's RFC 6749 body. */
+/** An error answer of the stack: `{error, detail}` (docs/contract.md §3) or a token endpoint's RFC 6749 body. */
 export class StackError extends Error {
   /** HTTP status; 0 when no answer came (network error, not connected). */
   readonly status: number;
@@ -156,7 +156,7 @@ export interface Tasks {
   delete(taskId: string, options?: { ifMatch?: IfMatch }): Promise<null>;
 }
 
-/** An event of the log (DESIGN §6), the same on both transports. */
+/** An event of the log (docs/contract.md §6), the same on both transports. */
 export interface StackEvent<D = Record<string, unknown>> {
   id: number;
   channel: string;
@@ -169,7 +169,7 @@ export interface StackEvent<D = Record<string, unknown>> {
 export type LiveState = "connecting" | "live" | "reconnecting" | "stopped";
 
 export interface LiveStateInfo {
-  /** The close code that ended the last connection (DESIGN §7); 0 for a network failure or stall. */
+  /** The close code that ended the last connection (docs/contract.md §7); 0 for a network failure or stall. */
   code?: number;
   reason?: string;
   error?: unknown;

@@ -232,7 +232,8 @@ def main() -> None:
                     lines.append(stream.readline().decode().strip())
                 results["sse ready"] = "event: ready" in lines
                 # What the kubelet does after preStop: SIGTERM. The stream must end with
-                # `disconnect` 1012 (DESIGN 7), then the process must exit in the grace period.
+                # `disconnect` 1012 (docs/contract.md §7), then the process must exit in the
+                # grace period.
                 realtime = f"{prefix}-realtime-realtime"
                 terminated = time.monotonic()
                 docker("kill", "--signal", "TERM", realtime)

@@ -5,17 +5,16 @@
     python deploy/local/launcher.py down
 
 The end-to-end tests start the same stack through `NativeStack`. Every address comes from the
-environment (defaults in DESIGN §1): GATEWAY_PORT (8080), STATUS_PORT (8081), AUTH_PORT (8001),
-API_PORT (8002), REALTIME_PORTS (8003, or a comma list for several replicas), DATABASE_URL,
-STACK_RUN_DIR (var/stack). STACK_MONITORING=1 also starts Prometheus (PROMETHEUS_PORT, 9090)
-and the nginx and PostgreSQL exporters (NGINX_EXPORTER_PORT 9113, POSTGRES_EXPORTER_PORT 9187);
-the default starts them when they are installed. STACK_NATS=1 also starts a nats-server
-(Debian's `nats-server` package) on 127.0.0.1:NATS_PORT (4222) and gives api and realtime its
-NATS_URL; without it events are signalled through PostgreSQL alone. Without SMTP_HOST, a local
-mail catcher (deploy/local/mailcatcher.py, SMTP on MAIL_CATCHER_PORT, default a free port) saves
-every message auth-service sends as an .eml file under STACK_RUN_DIR/mail/ and shows them at
-http://127.0.0.1:MAIL_VIEWER_PORT (8025).
-"""
+environment (defaults in docs/contract.md §1): GATEWAY_PORT (8080), STATUS_PORT (8081),
+AUTH_PORT (8001), API_PORT (8002), REALTIME_PORTS (8003, or a comma list for several replicas),
+DATABASE_URL, STACK_RUN_DIR (var/stack). STACK_MONITORING=1 also starts Prometheus
+(PROMETHEUS_PORT, 9090) and the nginx and PostgreSQL exporters (NGINX_EXPORTER_PORT 9113,
+POSTGRES_EXPORTER_PORT 9187); the default starts them when they are installed. STACK_NATS=1 also
+starts a nats-server (Debian's `nats-server` package) on 127.0.0.1:NATS_PORT (4222) and gives
+api and realtime its NATS_URL; without it events are signalled through PostgreSQL alone. Without
+SMTP_HOST, a local mail catcher (deploy/local/mailcatcher.py, SMTP on MAIL_CATCHER_PORT, default
+a free port) saves every message auth-service sends as an .eml file under STACK_RUN_DIR/mail/
+and shows them at http://127.0.0.1:MAIL_VIEWER_PORT (8025)."""
 
 import argparse
 import asyncio

@@ -1,9 +1,9 @@
 // The stack's JavaScript client: one ES module, no dependencies, for browsers and Node.js 20.
-// Contracts: DESIGN.md §3 (errors), §4 (auth), §5 (api), §6 (events), §7 (realtime).
+// Contracts: docs/contract.md §3 (errors), §4 (auth), §5 (api), §6 (events), §7 (realtime).
 
 const TOKEN_REFRESH_MARGIN_MAX_MS = 60_000;
 
-/** An error answer of the stack (DESIGN §3), or a token endpoint error (RFC 6749). */
+/** An error answer of the stack (docs/contract.md §3), or a token endpoint error (RFC 6749). */
 export class StackError extends Error {
   constructor(status, body, headers) {
     const error = (body && body.error) || (status ? `http_${status}` : "network_error");
@@ -337,7 +337,7 @@ class Tasks {
   }
 }
 
-// Live subscriptions (DESIGN §7).
+// Live subscriptions (docs/contract.md §7).
 
 // What a close code asks of the client. SSE reports the same codes in its `disconnect` event;
 // HTTP refusals of the stream map onto them (401 → 4401, 403 → 4403).
@@ -353,7 +353,7 @@ class Live {
     this.subscriptions = new Set();
   }
 
-  /** A ticket for one connection (DESIGN §7): valid once, for 60 s, on any replica. */
+  /** A ticket for one connection (docs/contract.md §7): valid once, for 60 s, on any replica. */
   async ticket() {
     return (await this.client.request("POST", "/realtime/tickets")).ticket;
   }

@@ -4,8 +4,8 @@ restored (reactivation), so resource servers stop honouring access tokens within
 They enter the log the way api-service's own do: inserted into `api.event_inbox` in the
 transaction that makes the change (so the event exists exactly when the change committed), and
 numbered into `api.events` by api-service's sequencer, which keeps the log the one source of
-order. The inbox's columns are the contract between the two services (DESIGN §6); the stack
-migrates both schemas into one database.
+order. The inbox's columns are the contract between the two services (docs/contract.md
+§6); the stack migrates both schemas into one database.
 """
 
 import json

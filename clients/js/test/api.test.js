@@ -76,7 +76,7 @@ test("a session ended elsewhere signs the client out and says so", async () => {
   await patiently(() => other.login(email, PASSWORD));
   const signedOut = [];
   client.on("signedOut", (info) => signedOut.push(info));
-  // A password change ends the user's other sessions (DESIGN §4).
+  // A password change ends the user's other sessions (docs/contract.md §4).
   await other.updateMe({ password: "a new password 2", currentPassword: PASSWORD });
   await assert.rejects(client.refresh(), (error) => error instanceof StackError && error.status === 400);
   assert.equal(client.signedIn, false);

@@ -1,4 +1,4 @@
-// Close codes as DESIGN §7 says: 4401 and 4403 stop the subscription and report it (4002 is in
+// Close codes as docs/contract.md §7 says: 4401 and 4403 stop the subscription and report it (4002 is in
 // too-slow.test.js).
 import { test } from "node:test";
 import assert from "node:assert/strict";

@@ -32,7 +32,8 @@ LOG_QUERIES = Counter(
 GAP_REASONS = ("gap", "head", "reconnect")
 LOG_QUERY_PURPOSES = ("start", "tail", "repair", "replay")
 
-# The close codes of DESIGN §7 that the server sends (SSE uses the same codes in `disconnect`).
+# The close codes of docs/contract.md §7 that the server sends (SSE uses the same codes in
+# `disconnect`).
 SERVER_CLOSE_CODES = {
     "sse": (1012, 4001, 4002, 4403),
     "ws": (1008, 1009, 1012, 4001, 4002, 4008, 4029, 4400, 4401, 4403),

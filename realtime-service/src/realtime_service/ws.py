@@ -1,4 +1,4 @@
-"""WebSocket: `GET /realtime/ws`, the protocol of DESIGN §7."""
+"""WebSocket: `GET /realtime/ws`, the protocol of docs/contract.md §7."""
 
 import asyncio
 import contextlib

@@ -1,4 +1,4 @@
-"""The session and the REST helpers (DESIGN §4 and §5)."""
+"""The session and the REST helpers (docs/contract.md §4 and §5)."""
 
 import asyncio
 import time

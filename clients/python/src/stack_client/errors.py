@@ -4,7 +4,7 @@ from typing import Any
 
 
 class StackError(Exception):
-    """An error answer of the stack: `{error, detail}` (DESIGN §3), or a token endpoint's
+    """An error answer of the stack: `{error, detail}` (docs/contract.md §3), or a token endpoint's
     RFC 6749 body. `status` is 0 when no answer came."""
 
     def __init__(

@@ -1,4 +1,4 @@
-"""Live subscriptions (DESIGN §7): an async iterator of events that resumes by itself.
+"""Live subscriptions (docs/contract.md §7): an async iterator of events that resumes by itself.
 
     async with client.live.subscribe([f"board:{board_id}"], transport="ws") as subscription:
         async for item in subscription:
@@ -70,7 +70,7 @@ for _logger_name in ("httpx", "websockets.client"):
 
 @dataclass(frozen=True)
 class Event:
-    """An event of the log (DESIGN §6), the same on both transports."""
+    """An event of the log (docs/contract.md §6), the same on both transports."""
 
     id: int
     channel: str
