@@ -4,8 +4,12 @@ without closing anything, as a dead NAT entry does. New connections are never af
 
 import asyncio
 import contextlib
+import re
 from types import TracebackType
 from urllib.parse import urlsplit
+
+REQUEST_LINE = re.compile(rb"[A-Z]+ /\S* HTTP/1\.[01]\r\n")
+STREAM_REQUESTS = (b"GET /realtime/sse", b"GET /realtime/ws")
 
 
 class Pair:
@@ -68,8 +72,11 @@ class Proxy:
     ) -> None:
         with contextlib.suppress(OSError, ConnectionError):
             while chunk := await reader.read(65536):
-                if inspect and chunk.startswith((b"GET /realtime/sse", b"GET /realtime/ws")):
-                    pair.stream = True
+                if inspect and REQUEST_LINE.match(chunk):
+                    # Per request: a kept-alive connection that carried a stream which ended
+                    # may carry an ordinary request next (a token refresh), which no drop
+                    # may cut, as a gateway restart would not cut it either.
+                    pair.stream = chunk.startswith(STREAM_REQUESTS)
                 if not pair.stalled:
                     writer.write(chunk)
                     await writer.drain()

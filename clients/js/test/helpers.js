@@ -97,6 +97,8 @@ export function recorder({ heartbeatMs = TOLERANT_HEARTBEAT_MS } = {}) {
  * connections) as a gateway restart would; `stall()` stops forwarding on them without closing
  * anything, as a dead NAT entry or a hung middlebox does. New connections are never affected.
  */
+const REQUEST_LINE = /^[A-Z]+ \/\S* HTTP\/1\.[01]\r\n/;
+
 export class Proxy {
   constructor(target = STACK_URL) {
     this.target = new URL(target);
@@ -109,7 +111,10 @@ export class Proxy {
       const pair = { client, upstream, stream: false, stalled: false };
       this.pairs.add(pair);
       client.on("data", (chunk) => {
-        if (/^GET \/realtime\/(sse|ws)/.test(chunk.toString("latin1", 0, 20))) pair.stream = true;
+        // Per request: a kept-alive connection whose stream ended may carry an ordinary request
+        // next (a token refresh), which no drop may cut, as a gateway restart would not either.
+        const head = chunk.toString("latin1", 0, 200);
+        if (REQUEST_LINE.test(head)) pair.stream = /^GET \/realtime\/(sse|ws)/.test(head);
         if (!pair.stalled) upstream.write(chunk);
       });
       upstream.on("data", (chunk) => { if (!pair.stalled) client.write(chunk); });
