@@ -45,7 +45,10 @@ class JwksServer:
 async def jwks_server() -> AsyncIterator[JwksServer]:
     served = JwksServer()
     app = Starlette(routes=[Route("/jwks.json", served.endpoint)])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    # log_config=None: uvicorn would otherwise reconfigure the process's logging (its loggers
+    # stop propagating), which tests that run later in this worker read.
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, log_level="warning")
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 (uvicorn exposes a flag, not an event)
         await asyncio.sleep(0.01)
