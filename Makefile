@@ -49,13 +49,13 @@ migrate:
 		realtime-service/migrations
 
 run-auth: migrate
-	$(RUN) uvicorn auth_service.main:app --host 127.0.0.1 --port 8001
+	$(RUN) python -m servicekit.serve auth_service.main:app --port 8001
 
 run-api: migrate
-	$(RUN) uvicorn api_service.main:app --host 127.0.0.1 --port 8002
+	$(RUN) python -m servicekit.serve api_service.main:app --port 8002
 
 run-realtime: migrate
-	$(RUN) uvicorn realtime_service.main:app --host 127.0.0.1 --port 8003
+	$(RUN) python -m servicekit.serve realtime_service.main:app --port 8003
 
 bench:
 	$(RUN) python -m bench.verify_tokens

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from servicekit.testing import SseStream
+from servicekit.testing import SseStream, close_after_oversized_frame
 
 from .conftest import NativeStack, User, sign_up
 
@@ -249,3 +249,18 @@ async def test_login_flood_is_rate_limited_with_a_json_429(gateway: httpx.AsyncC
     assert limited[0].headers["retry-after"] == "1"
     assert limited[0].headers["x-request-id"]
     await asyncio.sleep(0.5)  # let the bucket refill (at the test stack's rate) for later tests
+
+
+@pytest.mark.compose
+@pytest.mark.parametrize("size", [9000, 1 << 20, 17 << 20])
+async def test_an_oversized_websocket_frame_of_any_size_is_closed_1009(
+    gateway: httpx.AsyncClient, base_url: str, size: int
+) -> None:
+    # realtime refuses the frame at its header; the client learns why only if neither
+    # realtime nor nginx resets the connection while the rest of the frame is still arriving.
+    user = await sign_up(gateway)
+    ws_url = base_url.replace("http://", "ws://") + "/realtime/ws"
+    url = f"{ws_url}?ticket={await ticket(gateway, user)}"
+    code, reason = await close_after_oversized_frame(url, origin=base_url, size=size)
+    assert code == 1009, (code, reason)
+    assert "exceeds limit of 8192 bytes" in reason

@@ -37,7 +37,7 @@ import yaml
 
 from servicekit.db import asyncpg_dsn
 from servicekit.migrate import main as migrate
-from servicekit.testing import UVICORN_FLAGS, free_port
+from servicekit.testing import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf.template"
@@ -350,13 +350,10 @@ class NativeStack:
         command = [
             sys.executable,
             "-m",
-            "uvicorn",
+            "servicekit.serve",
             app,
-            "--host",
-            "127.0.0.1",
             "--port",
             str(port),
-            *UVICORN_FLAGS,
         ]
         env = {"DATABASE_URL": self.config.database_url, "SERVICE_NAME": name, **env}
         self.readiness[name] = partial(self._wait_ready, port)

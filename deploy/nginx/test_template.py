@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from launcher import ROOT, TEMPLATE, StackConfig, nginx_binary, render_template
 
-from servicekit.testing import UVICORN_FLAGS
+from servicekit import serve
 
 
 def rendered(tmp_path: Path) -> str:
@@ -40,13 +40,16 @@ def test_nginx_accepts_the_rendered_configuration(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stderr
 
 
-UVICORN_DEFAULT_KEEP_ALIVE = 5  # seconds, when --timeout-keep-alive is not given
 NGINX_DEFAULT_UPSTREAM_KEEPALIVE = 60
-
-
-def keep_alive_flag(command: str) -> int:
-    matched = re.search(r"--timeout-keep-alive[\s\",]+(\d+)", command)
-    return int(matched.group(1)) if matched else UVICORN_DEFAULT_KEEP_ALIVE
+# Every place that starts a service; each must go through servicekit.serve, which sets the
+# keep-alive below, and none may start uvicorn with flags of its own.
+SERVICE_STARTERS = [
+    ROOT / "Makefile",
+    ROOT / "deploy" / "local" / "launcher.py",
+    ROOT / "libs" / "servicekit" / "src" / "servicekit" / "testing.py",
+    ROOT / "deploy" / "helm" / "stack" / "templates" / "services.yaml",
+    *(ROOT / f"{name}-service" / "Dockerfile" for name in ("auth", "api", "realtime")),
+]
 
 
 def test_uvicorn_keeps_idle_connections_longer_than_the_gateway() -> None:
@@ -60,14 +63,8 @@ def test_uvicorn_keeps_idle_connections_longer_than_the_gateway() -> None:
         for block in upstreams
     ]
     nginx = max(t if t is not None else NGINX_DEFAULT_UPSTREAM_KEEPALIVE for t in timeouts)
-    # The launcher runs uvicorn with the tests' flags.
-    assert "*UVICORN_FLAGS" in (ROOT / "deploy" / "local" / "launcher.py").read_text()
-    launchers = {
-        "launcher and tests": " ".join(UVICORN_FLAGS),
-        **{
-            f"{name} Dockerfile": (ROOT / f"{name}-service" / "Dockerfile").read_text()
-            for name in ("auth", "api", "realtime")
-        },
-    }
-    for name, command in launchers.items():
-        assert keep_alive_flag(command) > nginx, name
+    assert serve.config("api_service.main:app", "127.0.0.1", 1).timeout_keep_alive > nginx
+    for starter in SERVICE_STARTERS:
+        text = starter.read_text()
+        assert "servicekit.serve" in text, starter
+        assert not re.search(r"\buvicorn\b[\s\",-]+(?:\w+_service\.main|-m)", text), starter

@@ -3,6 +3,7 @@ hand-made tokens for attacking verifiers."""
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -23,6 +24,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from servicekit.db import asyncpg_dsn, drop_database, ensure_database
 from servicekit.migrations import upgrade
@@ -115,22 +119,6 @@ def _open_log(app: str, port: int) -> IO[bytes]:
     return tempfile.TemporaryFile()
 
 
-# The flags every deployment runs uvicorn with (deploy/local/launcher.py, the Dockerfiles):
-# no access log of its own (it would log query strings); idle keep-alive connections outlive
-# the gateway's (nginx closes first, so it never sends a request on a connection uvicorn is
-# closing: a 502); WebSocket frames capped at realtime's own message cap (8 KiB), so that a
-# frame of any size is refused with 1009.
-UVICORN_FLAGS = (
-    "--no-access-log",
-    "--timeout-keep-alive",
-    "75",
-    "--ws-max-size",
-    "8192",
-    "--ws-per-message-deflate",
-    "false",
-)
-
-
 @dataclass(frozen=True)
 class ServiceProcess:
     url: str
@@ -153,8 +141,7 @@ async def uvicorn_service(
     base_url = f"http://127.0.0.1:{port}"
     with _open_log(app, port) as log:
         process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)),
-            *UVICORN_FLAGS,
+            *(sys.executable, "-m", "servicekit.serve", app, "--port", str(port)),
             env={**os.environ, **env},
             stdout=log,
             stderr=log,
@@ -313,3 +300,24 @@ class LaggingFinProxy:
             pass
         finally:
             writer.close()
+
+
+async def close_after_oversized_frame(
+    url: str, *, origin: str, size: int, first: str | None = None
+) -> tuple[int | None, str]:
+    """Sends `first` (if any), then one JSON message of about `size` bytes on a new WebSocket
+    at `url`; returns the close code and reason the server's close frame carried, or
+    (None, "") when the connection ended without one (a reset)."""
+    ws = await connect(url, origin=origin, open_timeout=5, max_size=None, compression=None)  # type: ignore[arg-type]
+    try:
+        if first is not None:
+            await ws.send(first)
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(json.dumps({"type": "ping", "pad": "x" * size}))
+            await asyncio.wait_for(ws.recv(), 10)
+    finally:
+        # websockets' close() fails on a connection the server has already closed.
+        if ws.state is not State.CLOSED:
+            await ws.close()
+    received = ws.protocol.close_rcvd
+    return (received.code, received.reason) if received is not None else (None, "")
