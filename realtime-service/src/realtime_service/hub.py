@@ -27,16 +27,12 @@ from typing import Any
 import asyncpg
 from nats.errors import Error as NatsError
 
+from eventlog.reader import END_OF_LOG, read_channels, read_range
+from eventlog.revocations import REACTIVATED, RevokedUsers, is_revocation, load_revocations
 from realtime_service.bus import BatchPart, BusItem, EventBus, Head, Reconnected
 from realtime_service.events import Ephemeral, LogEvent
 from realtime_service.metrics import GAP_REPAIRS, LOG_QUERIES
 from servicekit.db import CONNECTION_ERRORS, Database, session_settings
-from servicekit.revocations import (
-    REACTIVATED,
-    REVOCATION_TYPES,
-    RevokedUsers,
-    load_revocations,
-)
 from servicekit.supervisor import Heartbeat, Supervisor
 
 logger = logging.getLogger(__name__)
@@ -45,15 +41,6 @@ EVENTS_CHANNEL = "api_events"
 MESSAGES_CHANNEL = "realtime_messages"
 _BATCH = 500
 
-_SELECT_RANGE = (
-    "SELECT id, channel, type, data::text AS data_json, actor_id, created_at"
-    " FROM api.events WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3"
-)
-_END_OF_LOG = 2**63 - 1
-_SELECT_REPLAY = (
-    "SELECT id, channel, type, data::text AS data_json, actor_id, created_at"
-    " FROM api.events WHERE channel = ANY($1) AND id > $2 AND id <= $3 ORDER BY id LIMIT $4"
-)
 
 Item = LogEvent | Ephemeral
 _TIMER_RESOLUTION = 0.001
@@ -166,7 +153,7 @@ class Hub:
         revoked: RevokedUsers | None = None,
     ) -> None:
         self._dsn = dsn
-        # Users whose tokens were revoked, from the log (servicekit.revocations); shared with
+        # Users whose tokens were revoked, from the log (eventlog.revocations); shared with
         # the token verifier.
         self.revoked = revoked if revoked is not None else RevokedUsers(0)
         self._poll_interval = poll_interval
@@ -256,7 +243,7 @@ class Hub:
         slow client takes its batches."""
         while True:
             async with database.acquire() as connection:
-                rows = await connection.fetch(_SELECT_REPLAY, channels, after, through, _BATCH)
+                rows = await read_channels(connection, channels, after, through, _BATCH)
             LOG_QUERIES.labels(purpose="replay").inc()
             if rows:
                 yield [LogEvent.from_row(**row) for row in rows]
@@ -269,14 +256,14 @@ class Hub:
     def _revoke_user(self, event: LogEvent) -> None:
         """Record a revocation; a revoked user's connections close (4401, SSE `disconnect`)."""
         user_id = self.revoked.apply(event.type, event.data, event.committed_at)
-        if user_id is None or event.type == REACTIVATED:
+        if user_id is None or event.type == REACTIVATED.name:
             return
         for subscriber in list(self.subscribers):
             if subscriber.user_id == user_id:
                 subscriber.close(*REVOKED_CLOSE)
 
     def _dispatch(self, event: LogEvent) -> None:
-        if event.type in REVOCATION_TYPES:
+        if is_revocation(event.type):
             self._revoke_user(event)
         subscribers = self._by_channel.get(event.channel, ())
         if event.type == "member.removed" and event.channel.startswith("board:"):
@@ -321,14 +308,14 @@ class Hub:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval)
                 self._wake.clear()
-                await self._read_log(_END_OF_LOG, "tail")
+                await self._read_log(END_OF_LOG, "tail")
                 heartbeat.beat()
 
     async def _read_log(self, through: int, purpose: str) -> None:
         """Dispatch the log's events in (cursor, through], in queries of up to `_BATCH`."""
         assert self._reader is not None
         while self.cursor < through:
-            rows = await self._reader.fetch(_SELECT_RANGE, self.cursor, through, _BATCH)
+            rows = await read_range(self._reader, self.cursor, through, _BATCH)
             LOG_QUERIES.labels(purpose=purpose).inc()
             for row in rows:
                 self._dispatch(LogEvent.from_row(**row))
@@ -367,7 +354,7 @@ class Hub:
             if item.through > self.cursor:
                 await self._repair(item.through, "head")
         elif isinstance(item, Reconnected):
-            await self._repair(_END_OF_LOG, "reconnect")
+            await self._repair(END_OF_LOG, "reconnect")
 
     def _advance(self) -> None:
         """Dispatch the pending events that continue the cursor without a gap."""

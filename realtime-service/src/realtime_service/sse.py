@@ -10,15 +10,10 @@ from pydantic.json_schema import SkipJsonSchema
 from starlette.types import Receive, Scope, Send
 
 from realtime_service import metrics
+from realtime_service.channels import InvalidChannel, channel_name, parse_channel
 from realtime_service.config import Settings
 from realtime_service.event_ids import InvalidEventId, event_id_from_text
-from realtime_service.events import (
-    InvalidChannel,
-    LogEvent,
-    channel_name,
-    parse_channel,
-    sse_control,
-)
+from realtime_service.events import LogEvent, sse_control
 from realtime_service.hub import Hub, Subscriber
 from realtime_service.identity import identify
 from realtime_service.subscriptions import Opened, open_channels, replay
