@@ -14,8 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from api_service import tasks as tasks_module
+from eventlog.reader import NOTIFY_CHANNEL
 from eventlog.retention import prune_events
-from eventlog.sequencer import NOTIFY_CHANNEL
 
 from .conftest import User, create_board, create_task, settled
 

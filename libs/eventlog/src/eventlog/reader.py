@@ -6,6 +6,10 @@ import asyncpg
 
 from eventlog.tables import LEASE, LOG, WATERMARK
 
+NOTIFY_CHANNEL = "api_events"
+"""PostgreSQL NOTIFY channel: one notification per batch the sequencer commits (without NATS),
+its highest event id."""
+
 END_OF_LOG = 2**63 - 1
 """An upper bound above every id, for reading to the end."""
 

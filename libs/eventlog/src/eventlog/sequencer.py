@@ -38,6 +38,7 @@ from typing import Protocol
 import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
 
+from eventlog.reader import NOTIFY_CHANNEL
 from eventlog.tables import INBOX, LEASE, LOG
 from eventlog.writer import on_events_committed
 from servicekit.db import session_settings
@@ -45,8 +46,6 @@ from servicekit.supervisor import Heartbeat
 
 logger = logging.getLogger(__name__)
 
-NOTIFY_CHANNEL = "api_events"
-"""PostgreSQL NOTIFY channel: one notification per committed batch, its highest event id."""
 
 BATCHES = Counter("api_outbox_batches", "Batches the sequencer committed to the log")
 SEQUENCED = Counter("api_outbox_sequenced_events", "Events the sequencer moved into the log")
