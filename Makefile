@@ -44,9 +44,10 @@ stack-up: install
 stack-down:
 	$(RUN) python deploy/local/launcher.py down
 
+# The event log's migrations run after api-service's, whose history created its tables.
 migrate:
 	$(RUN) python -m servicekit.migrate auth-service/migrations api-service/migrations \
-		realtime-service/migrations
+		libs/eventlog/src/eventlog/migrations realtime-service/migrations
 
 run-auth: migrate
 	$(RUN) python -m servicekit.serve auth_service.main:app --port 8001

@@ -25,11 +25,16 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
+from eventlog import MIGRATIONS as LOG_MIGRATIONS
 from servicekit.db import asyncpg_dsn
 from servicekit.testing import fresh_database, uvicorn_process
 
 ROOT = Path(__file__).parents[1]
-MIGRATIONS = [ROOT / "auth-service" / "migrations", ROOT / "api-service" / "migrations"]
+MIGRATIONS = [
+    ROOT / "auth-service" / "migrations",
+    ROOT / "api-service" / "migrations",
+    LOG_MIGRATIONS,
+]
 PASSWORD = "benchmark password"
 
 

@@ -13,17 +13,19 @@ import asyncpg
 from fastapi import FastAPI
 from sse_starlette.sse import EventSourceResponse
 
+from eventlog.tables import LOG
+
 subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
 
 
 async def read_log(connection: asyncpg.Connection, wake: asyncio.Event) -> None:
-    cursor = await connection.fetchval("SELECT coalesce(max(id), 0) FROM api.events")
+    cursor = await connection.fetchval(f"SELECT coalesce(max(id), 0) FROM {LOG}")
     while True:
         await wake.wait()
         wake.clear()
         rows = await connection.fetch(
             "SELECT id, channel, type, data::text AS data, actor_id::text, created_at::text"
-            " FROM api.events WHERE id > $1 ORDER BY id",
+            f" FROM {LOG} WHERE id > $1 ORDER BY id",
             cursor,
         )
         for row in rows:

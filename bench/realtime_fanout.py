@@ -31,13 +31,23 @@ from pathlib import Path
 
 import asyncpg
 
-from api_service.outbox import Event, append_events
+from api_service.events import TASK_UPDATED
+from eventlog import MIGRATIONS as LOG_MIGRATIONS
+from eventlog.reader import head
+from eventlog.testing import events_sequenced
+from eventlog.writer import Event, append_events
 from servicekit.db import Connection, asyncpg_dsn
 from servicekit.jwt import encode_access_token, load_signing_key
 from servicekit.testing import ServiceProcess, fresh_database, rss_bytes, uvicorn_service
 
 ROOT = Path(__file__).parents[1]
-MIGRATIONS = [ROOT / f"{name}-service" / "migrations" for name in ("auth", "api", "realtime")]
+# api-service's before the log's (which adopts the tables api's history created), then realtime's.
+MIGRATIONS = [
+    ROOT / "auth-service" / "migrations",
+    ROOT / "api-service" / "migrations",
+    LOG_MIGRATIONS,
+    ROOT / "realtime-service" / "migrations",
+]
 ORIGIN = "http://127.0.0.1:8080"
 _SSE_ID = re.compile(rb"(?:^|\n)id: (\d+)\r?\n")
 _WS_ID = re.compile(rb'"type":"event","id":(\d+)')
@@ -148,18 +158,15 @@ async def write_events(
     try:
         # The sequencer numbers events densely in commit order and this is the only writer:
         # the k-th event written gets the k-th id after the log's head.
-        for _ in range(1000):
-            if not await connection.fetchval("SELECT count(*) FROM api.event_inbox"):
-                break
-            await asyncio.sleep(0.01)
-        event_id = await connection.fetchval("SELECT sequenced_through FROM api.sequencer_lease")
+        await events_sequenced(dsn)
+        event_id = await head(connection)
         deadline = time.perf_counter() + seconds
         interval = 1 / rate
         next_at = time.perf_counter()
         while time.perf_counter() < deadline:
             async with connection.transaction():
                 await append_events(
-                    Connection(connection), actor, [Event(channel, "task.updated", {"n": 1})]
+                    Connection(connection), actor, [Event(channel, TASK_UPDATED, {"n": 1})]
                 )
             event_id += 1
             deliveries.committed[event_id] = time.time()

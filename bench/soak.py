@@ -41,6 +41,7 @@ import httpx
 import uvloop
 
 from bench.event_pipeline import Subscriber, percentile, sign_up
+from eventlog.tables import INBOX, LEASE, LOG
 from servicekit.db import asyncpg_dsn
 from servicekit.migrate import main as migrate
 from servicekit.pgcluster import Cluster, own_cluster
@@ -48,15 +49,10 @@ from servicekit.testing import free_port
 
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
-from launcher import NativeStack, StackConfig  # noqa: E402
+from launcher import MIGRATIONS, NativeStack, StackConfig  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 PLOTS = ROOT / "bench" / "plots"
-MIGRATIONS = [ROOT / f"{name}-service" / "migrations" for name in ("auth", "api", "realtime")]
-# The event log's tables, named once here.
-INBOX = "api.event_inbox"
-LOG = "api.events"
-LEASE = "api.sequencer_lease"
 # The sequencer's batch statement, as pg_stat_statements normalises it.
 BATCH_STATEMENT = f"%DELETE FROM {INBOX} AS i USING settled%"
 SAMPLE_SECONDS = 10
@@ -65,7 +61,7 @@ SAMPLE_SECONDS = 10
 def batch_statements() -> dict[str, str]:
     """The sequencer's batch statement as the service runs it, and its form before issue 21
     (numbered from a cross join with the lease table) as the reference."""
-    from api_service.sequencer import _MOVE_AND_NOTIFY
+    from eventlog.sequencer import _MOVE_AND_NOTIFY
 
     scalar = f"SELECT (SELECT sequenced_through FROM {LEASE})\n                    + row_number()"
     joined = _MOVE_AND_NOTIFY.replace(scalar, "SELECT lease.sequenced_through + row_number()")

@@ -17,9 +17,9 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from api_service.backlog import PROBE_TIMEOUT_SECONDS, BacklogProbe, _BacklogCollector
 from api_service.config import Settings
-from api_service.sequencer import Sequencer
+from eventlog.backlog import PROBE_TIMEOUT_SECONDS, BacklogProbe, _BacklogCollector
+from eventlog.sequencer import Sequencer
 from servicekit.db import Database, asyncpg_dsn
 from servicekit.supervisor import Supervisor
 from servicekit.testing import (
@@ -82,7 +82,8 @@ async def lease_held(dsn: str, timeout: float = 10.0) -> None:
     try:
         deadline = time.monotonic() + timeout
         while not await connection.fetchval(
-            "SELECT EXISTS (SELECT FROM api.sequencer_lease WHERE expires_at > clock_timestamp())"
+            "SELECT EXISTS (SELECT FROM eventlog.sequencer_lease"
+            " WHERE expires_at > clock_timestamp())"
         ):
             assert time.monotonic() < deadline, "the sequencer never took the lease"
             await asyncio.sleep(0.05)
@@ -110,7 +111,7 @@ class Writer:
                             await asyncio.sleep(0.01)
                             continue
                         await connection.execute(
-                            "INSERT INTO api.event_inbox (channel, type, data, actor_id)"
+                            "INSERT INTO eventlog.event_inbox (channel, type, data, actor_id)"
                             " VALUES ('board:faults', 'task.created', $1::jsonb,"
                             " gen_random_uuid())",
                             json.dumps({"n": self.written}),
@@ -128,7 +129,7 @@ async def inbox_drained(dsn: str, timeout: float) -> float:
     connection = await asyncpg.connect(dsn)
     try:
         started = time.monotonic()
-        while rows := await connection.fetchval("SELECT count(*) FROM api.event_inbox"):
+        while rows := await connection.fetchval("SELECT count(*) FROM eventlog.event_inbox"):
             assert time.monotonic() - started < timeout, (
                 f"{rows} events still wait in the inbox {timeout} s on: delivery stopped"
             )
@@ -141,7 +142,7 @@ async def inbox_drained(dsn: str, timeout: float) -> float:
 async def logged_numbers(dsn: str) -> list[int]:
     connection = await asyncpg.connect(dsn)
     try:
-        rows = await connection.fetch("SELECT id, data FROM api.events ORDER BY id")
+        rows = await connection.fetch("SELECT id, data FROM eventlog.events ORDER BY id")
     finally:
         await connection.close()
     assert [row["id"] for row in rows] == list(range(1, len(rows) + 1)), "log ids not dense"
@@ -199,11 +200,11 @@ async def test_the_backlog_is_measured_with_no_sequencer_running(stack: Stack) -
     connection = await asyncpg.connect(stack.dsn)
     try:
         await connection.execute(
-            "UPDATE api.sequencer_lease SET holder = 'gone:1:dead', epoch = epoch + 1,"
+            "UPDATE eventlog.sequencer_lease SET holder = 'gone:1:dead', epoch = epoch + 1,"
             " expires_at = clock_timestamp() + interval '1 hour'"
         )
         await connection.execute(
-            "INSERT INTO api.event_inbox (channel, type, data, actor_id)"
+            "INSERT INTO eventlog.event_inbox (channel, type, data, actor_id)"
             " SELECT 'board:x', 'task.created', '{}', gen_random_uuid() FROM generate_series(1, 7)"
         )
         await asyncio.sleep(1.5)
@@ -267,19 +268,19 @@ async def test_after_a_reconnect_the_sequencer_takes_its_own_lease_back_at_once(
         connection = await asyncpg.connect(dsn)
         try:
             await lease_held(dsn)
-            epoch = await connection.fetchval("SELECT epoch FROM api.sequencer_lease")
+            epoch = await connection.fetchval("SELECT epoch FROM eventlog.sequencer_lease")
             await connection.fetchval(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
                 " WHERE application_name = 'api-sequencer' AND datname = current_database()"
             )
             killed = time.monotonic()
             await connection.execute(
-                "INSERT INTO api.event_inbox (channel, type, data, actor_id)"
+                "INSERT INTO eventlog.event_inbox (channel, type, data, actor_id)"
                 " VALUES ('board:x', 'task.created', '{}', gen_random_uuid())"
             )
             await inbox_drained(dsn, timeout=lease)
             resumed = time.monotonic() - killed
-            row = await connection.fetchrow("SELECT holder, epoch FROM api.sequencer_lease")
+            row = await connection.fetchrow("SELECT holder, epoch FROM eventlog.sequencer_lease")
         finally:
             await connection.close()
             await loops.stop()
@@ -319,7 +320,7 @@ async def test_a_kill_while_a_batch_or_a_renewal_runs(stack: Stack, moment: str)
             await connection.execute(
                 "CREATE FUNCTION api.slow_batch() RETURNS trigger LANGUAGE plpgsql AS"
                 " $$ BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$;"
-                "CREATE TRIGGER slow_batch AFTER INSERT ON api.events"
+                "CREATE TRIGGER slow_batch AFTER INSERT ON eventlog.events"
                 " FOR EACH STATEMENT EXECUTE FUNCTION api.slow_batch()"
             )
             writing = asyncio.create_task(writer.run())
@@ -329,7 +330,7 @@ async def test_a_kill_while_a_batch_or_a_renewal_runs(stack: Stack, moment: str)
             writer.paused = True  # an idle inbox: the sequencer only renews its lease
             transaction = locker.transaction()
             await transaction.start()
-            await locker.execute("SELECT FROM api.sequencer_lease FOR UPDATE")
+            await locker.execute("SELECT FROM eventlog.sequencer_lease FOR UPDATE")
             await sequencer_activity(stack.dsn, "wait_event_type = 'Lock'")
         assert await terminate_backends(stack) >= 2
         killed = time.monotonic()
@@ -340,7 +341,7 @@ async def test_a_kill_while_a_batch_or_a_renewal_runs(stack: Stack, moment: str)
         if moment == "batch":
             await connection.close()
             connection = await asyncpg.connect(stack.dsn)
-            await connection.execute("DROP TRIGGER slow_batch ON api.events")
+            await connection.execute("DROP TRIGGER slow_batch ON eventlog.events")
         # Within 5 s of the kill (the writes stopped a second after it).
         await inbox_drained(stack.dsn, RESUME_SECONDS - (time.monotonic() - killed))
     finally:

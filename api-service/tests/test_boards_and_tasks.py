@@ -14,7 +14,7 @@ async def event_rows(app: FastAPI, channel: str) -> list[tuple[str, dict[str, ob
     await settled(app)
     async with app.state.db.engine.connect() as conn:
         rows = await conn.execute(
-            text("SELECT type, data FROM api.events WHERE channel = :c ORDER BY id"),
+            text("SELECT type, data FROM eventlog.events WHERE channel = :c ORDER BY id"),
             {"c": channel},
         )
         return [(row.type, row.data) for row in rows]

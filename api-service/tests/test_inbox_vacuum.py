@@ -1,5 +1,5 @@
 """The inbox stays small with autovacuum off: the api replicas vacuum it themselves once its dead
-tuples pass a bound (api_service.inbox_vacuum)."""
+tuples pass a bound (eventlog.vacuum)."""
 
 import asyncio
 import time
@@ -7,11 +7,12 @@ import time
 import asyncpg
 
 from api_service.config import Settings
-from api_service.inbox_vacuum import vacuum_inbox_periodically
-from api_service.sequencer import Sequencer
+from eventlog.sequencer import Sequencer
+from eventlog.testing import events_sequenced
+from eventlog.vacuum import vacuum_inbox_periodically
 from servicekit.db import Database, asyncpg_dsn
 from servicekit.supervisor import Supervisor
-from servicekit.testing import events_sequenced, fresh_database
+from servicekit.testing import fresh_database
 
 from .conftest import MIGRATIONS
 
@@ -21,8 +22,8 @@ BOUND = 2000
 
 async def inbox_stats(connection: asyncpg.Connection) -> asyncpg.Record:
     row = await connection.fetchrow(
-        "SELECT n_dead_tup, vacuum_count, pg_relation_size('api.event_inbox') AS size"
-        " FROM pg_stat_user_tables WHERE relid = 'api.event_inbox'::regclass"
+        "SELECT n_dead_tup, vacuum_count, pg_relation_size('eventlog.event_inbox') AS size"
+        " FROM pg_stat_user_tables WHERE relid = 'eventlog.event_inbox'::regclass"
     )
     assert row is not None
     return row
@@ -40,15 +41,19 @@ async def run_with_bound(bound: int) -> tuple[asyncpg.Record, float]:
         loops = Supervisor()
         connection = await asyncpg.connect(dsn)
         try:
-            await connection.execute("ALTER TABLE api.event_inbox SET (autovacuum_enabled = false)")
+            await connection.execute(
+                "ALTER TABLE eventlog.event_inbox SET (autovacuum_enabled = false)"
+            )
             loops.spawn("vacuum_test_sequencer", Sequencer(dsn, settings, None).run)
             loops.spawn(
                 "vacuum_test_inbox_vacuum",
-                lambda heartbeat: vacuum_inbox_periodically(database, settings, heartbeat),
+                lambda heartbeat: vacuum_inbox_periodically(
+                    database, bound, settings.inbox_vacuum_check_seconds, heartbeat
+                ),
             )
             for _ in range(EVENTS // 500):
                 await connection.execute(
-                    "INSERT INTO api.event_inbox (channel, type, data, actor_id)"
+                    "INSERT INTO eventlog.event_inbox (channel, type, data, actor_id)"
                     " SELECT 'board:x', 'task.created', '{}', gen_random_uuid()"
                     " FROM generate_series(1, 500)"
                 )

@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from api_service import sequencer
 from api_service.config import Settings
-from api_service.sequencer import Sequencer
+from eventlog import sequencer
+from eventlog.sequencer import Sequencer
 from servicekit.db import Database, asyncpg_dsn
 from servicekit.supervisor import Heartbeat
 from servicekit.testing import fresh_database
@@ -67,15 +67,15 @@ async def test_the_batch_statement_stays_cheap_on_stale_statistics() -> None:
         connection = await asyncpg.connect(asyncpg_dsn(url))
         try:
             await connection.execute(
-                "ALTER TABLE api.event_inbox SET (autovacuum_enabled = false);"
-                "ALTER TABLE api.sequencer_lease SET (autovacuum_enabled = false)"
+                "ALTER TABLE eventlog.event_inbox SET (autovacuum_enabled = false);"
+                "ALTER TABLE eventlog.sequencer_lease SET (autovacuum_enabled = false)"
             )
             await connection.execute(
-                "INSERT INTO api.event_inbox (channel, type, data, actor_id)"
+                "INSERT INTO eventlog.event_inbox (channel, type, data, actor_id)"
                 " SELECT 'board:x', 'task.created', '{}', gen_random_uuid()"
                 " FROM generate_series(1, 100000)"
             )
-            await connection.execute("DELETE FROM api.event_inbox")
+            await connection.execute("DELETE FROM eventlog.event_inbox")
             for statement in (sequencer._MOVE_AND_RETURN, sequencer._MOVE_AND_NOTIFY):
                 async with connection.transaction():
                     await connection.execute(

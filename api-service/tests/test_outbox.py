@@ -14,8 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from api_service import tasks as tasks_module
-from api_service.outbox import prune_events
-from api_service.sequencer import NOTIFY_CHANNEL
+from eventlog.reader import NOTIFY_CHANNEL
+from eventlog.retention import prune_events
 
 from .conftest import User, create_board, create_task, settled
 
@@ -30,7 +30,7 @@ def asyncpg_dsn(database_url: str) -> str:
 async def board_event_ids(app: FastAPI, board_ids: list[str]) -> list[int]:
     async with app.state.db.engine.connect() as conn:
         rows = await conn.scalars(
-            text("SELECT id FROM api.events WHERE channel = ANY(:c) ORDER BY id"),
+            text("SELECT id FROM eventlog.events WHERE channel = ANY(:c) ORDER BY id"),
             {"c": [f"board:{b}" for b in board_ids]},
         )
         return list(rows)
@@ -56,7 +56,8 @@ async def test_reader_sees_every_committed_event_once_in_ascending_order(
             while True:
                 finished = writers_done.is_set()
                 rows = await conn.fetch(
-                    "SELECT id FROM api.events WHERE id > $1 AND channel = ANY($2) ORDER BY id",
+                    "SELECT id FROM eventlog.events"
+                    " WHERE id > $1 AND channel = ANY($2) ORDER BY id",
                     cursor,
                     channels,
                 )
@@ -127,7 +128,7 @@ async def count_board_rows(app: FastAPI, board_id: str) -> tuple[int, int, int]:
                     "SELECT (SELECT count(*) FROM api.tasks WHERE board_id = CAST(:b AS uuid)),"
                     " (SELECT coalesce(sum(version), 0) FROM api.tasks"
                     "  WHERE board_id = CAST(:b AS uuid)),"
-                    " (SELECT count(*) FROM api.events WHERE channel = :c)"
+                    " (SELECT count(*) FROM eventlog.events WHERE channel = :c)"
                 ),
                 {"b": board_id, "c": f"board:{board_id}"},
             )
@@ -169,7 +170,7 @@ async def test_failed_writes_leave_no_event(
     async with app.state.db.engine.begin() as conn:
         await conn.execute(
             text(
-                "ALTER TABLE api.event_inbox ADD CONSTRAINT test_no_created"
+                "ALTER TABLE eventlog.event_inbox ADD CONSTRAINT test_no_created"
                 " CHECK (type <> 'task.created') NOT VALID"
             )
         )
@@ -179,7 +180,9 @@ async def test_failed_writes_leave_no_event(
         )
     finally:
         async with app.state.db.engine.begin() as conn:
-            await conn.execute(text("ALTER TABLE api.event_inbox DROP CONSTRAINT test_no_created"))
+            await conn.execute(
+                text("ALTER TABLE eventlog.event_inbox DROP CONSTRAINT test_no_created")
+            )
 
     # Updating a task takes several statements: a constraint violation in the event insert
     # (channel longer than its column) must undo the update made earlier in the transaction.
@@ -217,7 +220,10 @@ async def test_pruning_removes_only_old_events(
     await settled(app)
     async with app.state.db.engine.begin() as conn:
         await conn.execute(
-            text("UPDATE api.events SET created_at = now() - interval '8 days' WHERE channel = :c"),
+            text(
+                "UPDATE eventlog.events SET created_at = now() - interval '8 days'"
+                " WHERE channel = :c"
+            ),
             {"c": f"board:{board_id}"},
         )
     await create_task(client, board_id, owner)
@@ -226,7 +232,7 @@ async def test_pruning_removes_only_old_events(
     async with app.state.db.engine.connect() as conn:
         old_ids = list(
             await conn.scalars(
-                text("SELECT id FROM api.events WHERE created_at < now() - interval '7 days'")
+                text("SELECT id FROM eventlog.events WHERE created_at < now() - interval '7 days'")
             )
         )
 
@@ -235,7 +241,7 @@ async def test_pruning_removes_only_old_events(
     assert deleted == len(old_ids) >= 2
     assert (await count_board_rows(app, board_id))[2] == 1
     async with app.state.db.engine.connect() as conn:
-        watermark = await conn.scalar(text("SELECT pruned_through FROM api.outbox_state"))
+        watermark = await conn.scalar(text("SELECT pruned_through FROM eventlog.outbox_state"))
     assert watermark == max(old_ids)
 
 
@@ -257,7 +263,7 @@ async def test_a_transaction_held_open_holds_later_events_back(
                 await create_task(client, board_id, owner, title=title)
             await asyncio.sleep(2.5)
             async with app.state.db.engine.connect() as conn:
-                waiting = await conn.scalar(text("SELECT count(*) FROM api.event_inbox"))
+                waiting = await conn.scalar(text("SELECT count(*) FROM eventlog.event_inbox"))
             assert await board_event_ids(app, [board_id]) == before
             assert waiting == len(titles)
             # Measured when scraped, by this replica, whatever its sequencer does.
@@ -270,7 +276,7 @@ async def test_a_transaction_held_open_holds_later_events_back(
         rows = (
             await conn.execute(
                 text(
-                    "SELECT id, data ->> 'title' AS title FROM api.events"
+                    "SELECT id, data ->> 'title' AS title FROM eventlog.events"
                     " WHERE channel = :c AND type = 'task.created' ORDER BY id"
                 ),
                 {"c": f"board:{board_id}"},

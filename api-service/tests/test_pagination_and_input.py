@@ -146,7 +146,7 @@ async def counts(app: FastAPI) -> tuple[int, int, int]:
             await conn.execute(
                 text(
                     "SELECT (SELECT count(*) FROM api.tasks), (SELECT count(*) FROM api.boards),"
-                    " (SELECT count(*) FROM api.events)"
+                    " (SELECT count(*) FROM eventlog.events)"
                 )
             )
         ).one()

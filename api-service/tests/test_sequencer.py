@@ -17,12 +17,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from api_service.config import Settings
-from api_service.outbox import events_committed
-from api_service.sequencer import Sequencer
+from eventlog.sequencer import Sequencer
+from eventlog.testing import events_sequenced
+from eventlog.writer import events_committed
 from servicekit.db import asyncpg_dsn
 from servicekit.testing import (
     ServiceProcess,
-    events_sequenced,
     fresh_database,
     uvicorn_process,
     uvicorn_service,
@@ -48,7 +48,7 @@ class Cluster:
         while True:
             row = await fetchrow(
                 self.dsn,
-                "SELECT holder FROM api.sequencer_lease WHERE expires_at > clock_timestamp()",
+                "SELECT holder FROM eventlog.sequencer_lease WHERE expires_at > clock_timestamp()",
             )
             if row is not None:
                 pid = int(row["holder"].split(":")[1])
@@ -129,7 +129,7 @@ class Reader:
             while True:
                 finished = self.stop.is_set()
                 rows = await connection.fetch(
-                    "SELECT id FROM api.events WHERE id > $1 ORDER BY id", self.cursor
+                    "SELECT id FROM eventlog.events WHERE id > $1 ORDER BY id", self.cursor
                 )
                 self.reads += 1
                 self.seen.extend(row["id"] for row in rows)
@@ -165,7 +165,9 @@ async def write_once(
 async def log_ids(dsn: str, after: int) -> list[int]:
     connection = await asyncpg.connect(dsn)
     try:
-        rows = await connection.fetch("SELECT id FROM api.events WHERE id > $1 ORDER BY id", after)
+        rows = await connection.fetch(
+            "SELECT id FROM eventlog.events WHERE id > $1 ORDER BY id", after
+        )
     finally:
         await connection.close()
     return [row["id"] for row in rows]
@@ -180,7 +182,7 @@ def check_readers(readers: list[Reader], committed: list[int], writes: int, star
 
 async def start_readers(cluster: Cluster, count: int = 3) -> tuple[list[Reader], int]:
     await settled(cluster.dsn)
-    row = await fetchrow(cluster.dsn, "SELECT sequenced_through FROM api.sequencer_lease")
+    row = await fetchrow(cluster.dsn, "SELECT sequenced_through FROM eventlog.sequencer_lease")
     assert row is not None
     start = row["sequenced_through"]
     readers = [Reader(cluster.dsn, start) for _ in range(count)]
@@ -232,7 +234,7 @@ async def write_until(
 
 
 async def lease_holder(dsn: str) -> tuple[str, int]:
-    row = await fetchrow(dsn, "SELECT holder, epoch FROM api.sequencer_lease")
+    row = await fetchrow(dsn, "SELECT holder, epoch FROM eventlog.sequencer_lease")
     assert row is not None
     return row["holder"], row["epoch"]
 
@@ -344,17 +346,17 @@ async def test_a_fence_kept_waiting_by_another_replica_refuses_its_batch() -> No
         try:
             assert await sequencer._acquire()
             await other.execute(
-                "INSERT INTO api.event_inbox (channel, type, data, actor_id)"
+                "INSERT INTO eventlog.event_inbox (channel, type, data, actor_id)"
                 " VALUES ('board:x', 'task.created', '{}', gen_random_uuid())"
             )
             refused = REGISTRY.get_sample_value(REFUSED_TOTAL) or 0
             async with other.transaction():
-                await other.execute("SELECT FROM api.sequencer_lease FOR UPDATE")
+                await other.execute("SELECT FROM eventlog.sequencer_lease FOR UPDATE")
                 assert await sequencer._move_batch() == 0
             assert sequencer.epoch is None
             assert REGISTRY.get_sample_value(REFUSED_TOTAL) == refused + 1
-            assert await other.fetchval("SELECT count(*) FROM api.event_inbox") == 1
-            assert await other.fetchval("SELECT count(*) FROM api.events") == 0
+            assert await other.fetchval("SELECT count(*) FROM eventlog.event_inbox") == 1
+            assert await other.fetchval("SELECT count(*) FROM eventlog.events") == 0
         finally:
             await other.close()
             await sequencer._release()
@@ -374,7 +376,7 @@ async def test_a_commit_of_this_replica_cuts_the_idle_poll_short() -> None:
             for _ in range(3):
                 await asyncio.sleep(1.5)  # an empty poll: the sleep has backed off to 2-5 s
                 await writer.execute(
-                    "INSERT INTO api.event_inbox (channel, type, data, actor_id)"
+                    "INSERT INTO eventlog.event_inbox (channel, type, data, actor_id)"
                     " VALUES ('board:x', 'task.created', '{}', gen_random_uuid())"
                 )
                 committed = time.monotonic()

@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from auth_service.config import Settings
 from auth_service.main import create_app
+from eventlog import MIGRATIONS as LOG_MIGRATIONS
 from servicekit.testing import asgi_client, fresh_database
 
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
@@ -21,7 +22,7 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(scope="session")
 async def database_url() -> AsyncIterator[str]:
-    async with fresh_database("auth", [MIGRATIONS, API_MIGRATIONS]) as url:
+    async with fresh_database("auth", [MIGRATIONS, API_MIGRATIONS, LOG_MIGRATIONS]) as url:
         yield url
 
 

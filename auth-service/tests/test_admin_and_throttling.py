@@ -169,7 +169,8 @@ async def test_deactivation_ends_sessions_and_blocks_login_until_reactivated(
         events = (
             await conn.execute(
                 text(
-                    "SELECT type, data FROM api.event_inbox WHERE channel = :channel ORDER BY seq"
+                    "SELECT type, data FROM eventlog.event_inbox"
+                    " WHERE channel = :channel ORDER BY seq"
                 ),
                 {"channel": f"user:{account.id}"},
             )

@@ -35,6 +35,7 @@ import asyncpg
 import httpx
 import yaml
 
+from eventlog import MIGRATIONS as LOG_MIGRATIONS
 from servicekit.db import asyncpg_dsn
 from servicekit.migrate import main as migrate
 from servicekit.testing import free_port
@@ -42,7 +43,13 @@ from servicekit.testing import free_port
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf.template"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
-MIGRATIONS = [ROOT / f"{name}-service" / "migrations" for name in ("auth", "api", "realtime")]
+# api-service's before the log's (which adopts the tables api's history created), then realtime's.
+MIGRATIONS = [
+    ROOT / "auth-service" / "migrations",
+    ROOT / "api-service" / "migrations",
+    LOG_MIGRATIONS,
+    ROOT / "realtime-service" / "migrations",
+]
 TEMPLATE_VARIABLES = (
     "GATEWAY_LISTEN",
     "STATUS_LISTEN",

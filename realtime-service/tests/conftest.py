@@ -19,19 +19,26 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from eventlog import MIGRATIONS as LOG_MIGRATIONS
+from eventlog.testing import events_sequenced
 from servicekit.db import asyncpg_dsn
 from servicekit.jwt import SigningKey, encode_access_token, load_signing_key
 from servicekit.testing import (
     ServiceProcess,
     SseStream,
-    events_sequenced,
     fresh_database,
     uvicorn_process,
     uvicorn_service,
 )
 
 ROOT = Path(__file__).parents[2]
-MIGRATIONS = [ROOT / f"{name}-service" / "migrations" for name in ("auth", "api", "realtime")]
+# api-service's before the log's (which adopts the tables api's history created), then realtime's.
+MIGRATIONS = [
+    ROOT / "auth-service" / "migrations",
+    ROOT / "api-service" / "migrations",
+    LOG_MIGRATIONS,
+    ROOT / "realtime-service" / "migrations",
+]
 ISSUER, AUDIENCE = "http://127.0.0.1:8080/auth", "stack"
 ORIGIN = "http://127.0.0.1:8080"
 
@@ -163,7 +170,9 @@ async def log_ids(stack: Stack, channel: str, after: int = 0) -> list[int]:
     connection = await asyncpg.connect(asyncpg_dsn(stack.database_url))
     try:
         rows = await connection.fetch(
-            "SELECT id FROM api.events WHERE channel = $1 AND id > $2 ORDER BY id", channel, after
+            "SELECT id FROM eventlog.events WHERE channel = $1 AND id > $2 ORDER BY id",
+            channel,
+            after,
         )
     finally:
         await connection.close()

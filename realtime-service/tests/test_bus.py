@@ -197,7 +197,7 @@ async def log_ids(dsn: str, channels: list[str], after: int) -> list[int]:
     connection = await asyncpg.connect(dsn)
     try:
         rows = await connection.fetch(
-            "SELECT id FROM api.events WHERE channel = ANY($1) AND id > $2 ORDER BY id",
+            "SELECT id FROM eventlog.events WHERE channel = ANY($1) AND id > $2 ORDER BY id",
             channels,
             after,
         )
@@ -239,7 +239,7 @@ async def test_every_subscriber_gets_every_event_once_through_drops_and_an_outag
     stack, boards = bus_stack.stack, bus_stack.boards
     both = [b.channel for b in boards]
     connection = await asyncpg.connect(bus_stack.dsn)
-    start = await connection.fetchval("SELECT sequenced_through FROM api.sequencer_lease")
+    start = await connection.fetchval("SELECT sequenced_through FROM eventlog.sequencer_lease")
     await connection.close()
     headers = stack.headers(boards[0].owner)
     async with AsyncExitStack() as exits:

@@ -68,3 +68,19 @@ async def test_metrics_of_the_contract_are_exported(stack: Stack, board: Board) 
         if line.startswith('realtime_connections{transport="ws"}')
     )
     assert float(ws_connections.split()[-1]) >= 1
+
+
+async def test_the_openapi_document_declares_how_sse_authenticates(stack: Stack) -> None:
+    async with httpx.AsyncClient(timeout=5) as client:
+        document = (await client.get(f"{stack.realtime_url}/realtime/openapi.json")).json()
+    operation = document["paths"]["/realtime/sse"]["get"]
+    # Either scheme is enough: two requirements, not one with both.
+    assert operation["security"] == [{"OAuth2PasswordBearer": []}, {"ticket": []}]
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["ticket"] == {
+        "type": "apiKey",
+        "in": "query",
+        "name": "ticket",
+        "description": schemes["ticket"]["description"],
+    }
+    assert schemes["OAuth2PasswordBearer"]["type"] == "oauth2"

@@ -106,9 +106,11 @@ async def test_cursor_ahead_of_the_log_gets_reset_then_live(stack: Stack, board:
 async def test_pruned_cursor_gets_reset(stack: Stack, board: Board) -> None:
     connection = await asyncpg.connect(asyncpg_dsn(stack.database_url))
     try:
-        old_watermark = await connection.fetchval("SELECT pruned_through FROM api.outbox_state")
+        old_watermark = await connection.fetchval(
+            "SELECT pruned_through FROM eventlog.outbox_state"
+        )
         first = min(await log_ids(stack, board.channel))
-        await connection.execute("UPDATE api.outbox_state SET pruned_through = $1", first + 1)
+        await connection.execute("UPDATE eventlog.outbox_state SET pruned_through = $1", first + 1)
         params = {"last_event_id": str(first)}
         async with open_sse(
             stack,
@@ -119,7 +121,9 @@ async def test_pruned_cursor_gets_reset(stack: Stack, board: Board) -> None:
         ) as stream:
             assert (await stream.next()).event == "reset"
     finally:
-        await connection.execute("UPDATE api.outbox_state SET pruned_through = $1", old_watermark)
+        await connection.execute(
+            "UPDATE eventlog.outbox_state SET pruned_through = $1", old_watermark
+        )
         await connection.close()
 
 

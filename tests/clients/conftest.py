@@ -15,8 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import pytest
 
+from eventlog.testing import events_sequenced
 from servicekit.db import asyncpg_dsn
-from servicekit.testing import events_sequenced
 
 from ..conftest import native_stack
 from .proxy import Proxy
@@ -48,7 +48,7 @@ async def event_log(database_url: str, channel: str, after: int) -> list[dict[st
     connection = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
         rows = await connection.fetch(
-            "SELECT id, type FROM api.events WHERE channel = $1 AND id > $2 ORDER BY id",
+            "SELECT id, type FROM eventlog.events WHERE channel = $1 AND id > $2 ORDER BY id",
             channel,
             after,
         )

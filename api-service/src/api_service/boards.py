@@ -14,10 +14,18 @@ from api_service.concurrency import (
     versioned_update,
 )
 from api_service.errors import BoardNotFound
+from api_service.events import (
+    BOARD_DELETED,
+    BOARD_UPDATED,
+    MEMBER_ADDED,
+    MEMBER_REMOVED,
+    board_channel,
+    user_channel,
+)
 from api_service.models import boards, members
-from api_service.outbox import Event, append_events, board_channel, user_channel
 from api_service.pagination import Cursor, Limit, newest_first_page, next_cursor, page_params
 from api_service.schemas import Board, BoardCreate, BoardOut, BoardUpdate, MemberOut, Page
+from eventlog.writer import Event, append_events
 from servicekit.db import AutocommitDep, Statement, TransactionDep
 from servicekit.errors import PreconditionFailed, error_responses
 from servicekit.security import CurrentUserId
@@ -76,8 +84,8 @@ async def create_board(
         db,
         user_id,
         [
-            Event(board_channel(board["id"]), "member.added", data),
-            Event(user_channel(user_id), "member.added", data),
+            Event(board_channel(board["id"]), MEMBER_ADDED, data),
+            Event(user_channel(user_id), MEMBER_ADDED, data),
         ],
     )
     set_etag(response, board["version"])
@@ -123,7 +131,7 @@ async def update_board(
     if board is None:
         raise PreconditionFailed()
     await append_events(
-        db, user_id, [Event(board_channel(board_id), "board.updated", board_data(board))]
+        db, user_id, [Event(board_channel(board_id), BOARD_UPDATED, board_data(board))]
     )
     set_etag(response, board["version"])
     return BoardOut.model_validate({**board, "role": role})
@@ -144,11 +152,11 @@ async def delete_board(
     if await db.fetchval(DELETE_BOARD, id=board_id, versions=versions) is None:
         raise PreconditionFailed()
     removed = [
-        Event(user_channel(member_id), "member.removed", removal_data(board_id, member_id))
+        Event(user_channel(member_id), MEMBER_REMOVED, removal_data(board_id, member_id))
         for member_id in member_ids
     ]
     await append_events(
         db,
         user_id,
-        [Event(board_channel(board_id), "board.deleted", {"id": str(board_id)}), *removed],
+        [Event(board_channel(board_id), BOARD_DELETED, {"id": str(board_id)}), *removed],
     )

@@ -6,7 +6,7 @@ class Settings(ServiceSettings):
     jwks_url: str = "http://127.0.0.1:8001/auth/.well-known/jwks.json"
     event_retention_seconds: int = 7 * 24 * 3600
     event_prune_interval_seconds: int = 300
-    # The event sequencer (api_service.sequencer): one replica at a time holds a lease of this
+    # The event sequencer (eventlog.sequencer): one replica at a time holds a lease of this
     # length, renewed well before it runs out; batches move at most `sequencer_batch_size`
     # events. It polls every `sequencer_poll_min_seconds` while events arrive, backing off to
     # `sequencer_poll_max_seconds` when idle: the delivery latency it adds when idle.
@@ -15,7 +15,7 @@ class Settings(ServiceSettings):
     sequencer_poll_min_seconds: float = 0.002
     sequencer_poll_max_seconds: float = 0.05
     # The inbox is vacuumed by the api replicas themselves once its dead tuples pass this bound
-    # (api_service.inbox_vacuum), checked every `inbox_vacuum_check_seconds`.
+    # (eventlog.vacuum), checked every `inbox_vacuum_check_seconds`.
     inbox_vacuum_dead_rows: int = 10_000
     inbox_vacuum_check_seconds: float = 10.0
     # Core NATS: when set, committed batches are published there instead of one NOTIFY each.

@@ -1,4 +1,3 @@
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -8,35 +7,21 @@ from functools import partial
 import httpx
 from fastapi import FastAPI
 
-from api_service import backlog, boards, members, tasks
+from api_service import boards, members, tasks
 from api_service.config import Settings
-from api_service.event_bus import NatsBatchBus
-from api_service.inbox_vacuum import vacuum_inbox_periodically
-from api_service.outbox import prune_events
-from api_service.sequencer import Sequencer
+from eventlog import backlog
+from eventlog.publisher import NatsBatchBus
+from eventlog.retention import prune_events_periodically
+from eventlog.revocations import RevokedUsers, follow_revocations
+from eventlog.sequencer import Sequencer
+from eventlog.vacuum import vacuum_inbox_periodically
 from servicekit.app import create_service_app
 from servicekit.db import CONNECTION_ERRORS, Database, asyncpg_dsn
 from servicekit.jwks import KeySet, http_jwks_fetcher
-from servicekit.revocations import RevokedUsers, follow_revocations
 from servicekit.security import token_verifier_for
-from servicekit.supervisor import Heartbeat, Supervisor
+from servicekit.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
-
-
-async def prune_events_periodically(
-    database: Database, settings: Settings, heartbeat: Heartbeat
-) -> None:
-    retention = timedelta(seconds=settings.event_retention_seconds)
-    while True:
-        try:
-            deleted = await prune_events(database.engine, retention)
-            if deleted:
-                logger.info("pruned events", extra={"deleted": deleted})
-            heartbeat.beat()
-        except Exception:
-            logger.exception("event pruning failed")
-        await asyncio.sleep(settings.event_prune_interval_seconds)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -79,14 +64,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             loops.spawn(
                 "inbox_vacuum",
-                partial(vacuum_inbox_periodically, database, settings),
+                partial(
+                    vacuum_inbox_periodically,
+                    database,
+                    settings.inbox_vacuum_dead_rows,
+                    settings.inbox_vacuum_check_seconds,
+                ),
                 essential=False,
                 stale_after=3.0 * settings.inbox_vacuum_check_seconds + 60.0,
                 transient=CONNECTION_ERRORS,
             )
             loops.spawn(
                 "event_pruner",
-                partial(prune_events_periodically, database, settings),
+                partial(
+                    prune_events_periodically,
+                    database,
+                    timedelta(seconds=settings.event_retention_seconds),
+                    settings.event_prune_interval_seconds,
+                ),
                 essential=False,
                 stale_after=3.0 * settings.event_prune_interval_seconds + 60.0,
                 transient=CONNECTION_ERRORS,

@@ -7,9 +7,16 @@ from sqlalchemy.dialects.postgresql import insert
 from api_service.access import MEMBER_ROLE, OWNERS, board_role, require_role
 from api_service.boards import member_data, removal_data
 from api_service.errors import LastOwner, MemberNotFound
+from api_service.events import (
+    MEMBER_ADDED,
+    MEMBER_REMOVED,
+    MEMBER_UPDATED,
+    board_channel,
+    user_channel,
+)
 from api_service.models import members
-from api_service.outbox import Event, append_events, board_channel, user_channel
 from api_service.schemas import MemberOut, MemberPut
+from eventlog.writer import Event, append_events
 from servicekit.db import AutocommitDep, Statement, StatementRunner, TransactionDep
 from servicekit.errors import Forbidden, error_responses
 from servicekit.security import CurrentUserId
@@ -84,7 +91,7 @@ async def put_member(
     assert row is not None  # an upsert always returns its row
     member = MemberOut.model_validate(dict(row))
     if current != body.role:
-        event_type = "member.added" if current is None else "member.updated"
+        event_type = MEMBER_ADDED if current is None else MEMBER_UPDATED
         data = member_data(board_id, member)
         await append_events(
             db,
@@ -119,7 +126,7 @@ async def remove_member(
         db,
         user_id,
         [
-            Event(board_channel(board_id), "member.removed", data),
-            Event(user_channel(member_id), "member.removed", data),
+            Event(board_channel(board_id), MEMBER_REMOVED, data),
+            Event(user_channel(member_id), MEMBER_REMOVED, data),
         ],
     )

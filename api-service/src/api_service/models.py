@@ -1,8 +1,7 @@
-"""Tables of the `api` schema, as SQLAlchemy Core: the write path uses Core statements."""
+"""Tables of the `api` schema, as SQLAlchemy Core: the write path uses Core statements. The
+event log's tables are the eventlog package's (eventlog.tables), in its own schema."""
 
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -18,7 +17,6 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 
 SCHEMA = "api"
 metadata = MetaData(schema=SCHEMA)
@@ -66,30 +64,3 @@ tasks = Table(
 )
 # Keyset pagination walks (created_at, id) newest first, per board.
 Index("tasks_board_page_idx", tasks.c.board_id, tasks.c.created_at.desc(), tasks.c.id.desc())
-
-events = Table(
-    "events",
-    metadata,
-    # Numbered by the sequencer (api_service.sequencer), densely, in the order it settles
-    # events; nothing else inserts here.
-    Column("id", BigInteger, primary_key=True, autoincrement=False),
-    Column("channel", String(64), nullable=False),
-    Column("type", String(32), nullable=False),
-    Column("data", JSONB, nullable=False),
-    Column("actor_id", Uuid, nullable=False),
-    Column(
-        "created_at", DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()
-    ),
-)
-Index("events_channel_id_idx", events.c.channel, events.c.id)
-
-# One row: the highest event id pruning has removed. A reader whose cursor is below it has
-# missed events for good and must start over (realtime answers `reset`).
-outbox_state = Table(
-    "outbox_state",
-    metadata,
-    Column("singleton", Boolean, primary_key=True, server_default=text("true")),
-    Column("pruned_through", BigInteger, nullable=False, server_default=text("0")),
-    CheckConstraint("singleton", name="outbox_state_singleton"),
-)
-Index("events_created_at_idx", events.c.created_at)

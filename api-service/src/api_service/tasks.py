@@ -18,16 +18,18 @@ from api_service.concurrency import (
     versioned_update,
 )
 from api_service.errors import AssigneeNotMember, BoardNotFound, TaskNotFound
+from api_service.events import TASK_CREATED, TASK_DELETED, TASK_UPDATED, board_channel
 from api_service.models import tasks
-from api_service.outbox import (
+from api_service.pagination import Cursor, Limit, decode_cursor, encode_cursor
+from api_service.schemas import Page, TaskCreate, TaskOut, TaskStatus, TaskUpdate
+from eventlog.writer import (
+    APPENDED_TYPES,
     Event,
     append_events,
     appending_events,
-    board_channel,
-    events_committed,
+    statement_appending,
+    type_param,
 )
-from api_service.pagination import Cursor, Limit, decode_cursor, encode_cursor
-from api_service.schemas import Page, TaskCreate, TaskOut, TaskStatus, TaskUpdate
 from servicekit.db import AutocommitDep, Statement, StatementRunner, TransactionDep
 from servicekit.errors import PreconditionFailed, error_responses
 from servicekit.security import CurrentUserId
@@ -63,7 +65,7 @@ def task_json(t: str) -> str:
 # One statement, so one round trip and one transaction: the caller's role and the assignee's
 # membership are read, and only when both allow it are the task and its event (into the inbox)
 # written. The columns tell the route which check failed.
-CREATE_TASK = Statement.of(
+CREATE_TASK = statement_appending(
     text(
         f"""
         WITH caller AS (
@@ -85,7 +87,8 @@ CREATE_TASK = Statement.of(
             RETURNING t.version, {task_json("t")} AS item
         ),
         new_events AS (
-            SELECT 'board:' || CAST(:board_id AS text) AS channel, 'task.created' AS type,
+            SELECT 'board:' || CAST(:board_id AS text) AS channel,
+                CAST(:{type_param(TASK_CREATED)} AS text) AS type,
                 CAST(item AS jsonb) AS data, 1 AS n
             FROM created
         ),
@@ -94,9 +97,10 @@ CREATE_TASK = Statement.of(
             (SELECT is_member FROM assignee) AS assignee_is_member,
             (SELECT version FROM created) AS version,
             (SELECT item FROM created) AS item,
-            (SELECT count(*) FROM appended) AS appended
+            {APPENDED_TYPES}
         """
-    )
+    ),
+    [TASK_CREATED],
 )
 TASK_WITH_ROLE = Statement.of(
     text(
@@ -206,7 +210,6 @@ async def create_task(
     require_role(row["role"], WRITERS)
     if not row["assignee_is_member"]:
         raise AssigneeNotMember()
-    events_committed(["task.created"])
     return _task_response(
         row["item"], row["version"], status.HTTP_201_CREATED, location=f"/api/tasks/{task_id}"
     )
@@ -271,7 +274,7 @@ async def update_task(
     )
     if row is None:
         raise PreconditionFailed()
-    event = Event(board_channel(row["board_id"]), "task.updated", json.loads(row["item"]))
+    event = Event(board_channel(row["board_id"]), TASK_UPDATED, json.loads(row["item"]))
     await append_events(db, user_id, [event])
     return _task_response(row["item"], row["version"])
 
@@ -291,4 +294,4 @@ async def delete_task(
         raise PreconditionFailed()
     board_id = current["board_id"]
     data = {"id": str(task_id), "board_id": str(board_id)}
-    await append_events(db, user_id, [Event(board_channel(board_id), "task.deleted", data)])
+    await append_events(db, user_id, [Event(board_channel(board_id), TASK_DELETED, data)])

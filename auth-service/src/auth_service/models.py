@@ -23,7 +23,11 @@ SCHEMA = "auth"
 
 
 class Base(DeclarativeBase):
-    metadata = MetaData(schema=SCHEMA)
+    # Index names as the migrations made them (`index=True` would otherwise prefix the schema,
+    # and `alembic check` would see every index renamed).
+    metadata = MetaData(
+        schema=SCHEMA, naming_convention={"ix": "ix_%(table_name)s_%(column_0_name)s"}
+    )
 
 
 class User(Base):

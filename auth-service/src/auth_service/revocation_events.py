@@ -1,33 +1,27 @@
 """auth-service's events in the log: a user's tokens revoked (deactivation, password reset) or
 restored (reactivation), so resource servers stop honouring access tokens within seconds.
 
-They enter the log the way api-service's own do: inserted into `api.event_inbox` in the
-transaction that makes the change (so the event exists exactly when the change committed), and
-numbered into `api.events` by api-service's sequencer, which keeps the log the one source of
-order. The inbox's columns are the contract between the two services (docs/contract.md
-§6); the stack migrates both schemas into one database.
+They are written through the log's writer (eventlog.writer) on the request's ORM session, in
+the transaction that makes the change, so the event exists exactly when the change committed;
+the sequencer numbers them into the log with every other event. Their types are declared in
+eventlog.revocations, the contract between auth-service and the resource servers
+(docs/contract.md §6).
 """
 
-import json
 import time
 import uuid
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicekit.revocations import DEACTIVATED, REACTIVATED, SESSIONS_REVOKED
+from eventlog.revocations import DEACTIVATED, REACTIVATED, SESSIONS_REVOKED
+from eventlog.types import EventType
+from eventlog.writer import Event, append_events
 
 __all__ = ["DEACTIVATED", "REACTIVATED", "SESSIONS_REVOKED", "append_revocation"]
 
-# Raw SQL: the table belongs to api-service's schema, not to auth's models.
-_APPEND = text(
-    "INSERT INTO api.event_inbox (channel, type, data, actor_id)"
-    " VALUES (:channel, :type, CAST(:data AS jsonb), :actor_id)"
-)
-
 
 async def append_revocation(
-    session: AsyncSession, event_type: str, user_id: uuid.UUID, actor_id: uuid.UUID
+    session: AsyncSession, event_type: EventType, user_id: uuid.UUID, actor_id: uuid.UUID
 ) -> None:
     data: dict[str, object] = {"user_id": str(user_id)}
     if event_type in (SESSIONS_REVOKED, REACTIVATED):
@@ -36,12 +30,4 @@ async def append_revocation(
         # second before the change is still honoured, so that one issued in it after the
         # change (a new login) is too.
         data["issued_before"] = int(time.time())
-    await session.execute(
-        _APPEND,
-        {
-            "channel": f"user:{user_id}",
-            "type": event_type,
-            "data": json.dumps(data),
-            "actor_id": actor_id,
-        },
-    )
+    await append_events(session, actor_id, [Event(f"user:{user_id}", event_type, data)])

@@ -1,7 +1,7 @@
 """The realtime end of the NATS event bus: one subscription to `events.>`, decoded into items
 the hub handles in arrival order.
 
-The wire contract is servicekit.bus: per-channel messages `{"first", "last", "events"}` for
+The wire contract is eventlog.bus: per-channel messages `{"first", "last", "events"}` for
 each committed batch, then `events.head` `{"through"}`, which the sequencer also repeats as a
 heartbeat. One subscription keeps the publisher's order, and the log's ids are dense, so the
 hub knows which id comes next, whatever the channel.
@@ -19,9 +19,9 @@ from datetime import datetime
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from eventlog.bus import ALL_SUBJECTS, HEAD_SUBJECT, BusEvent, connect
 from realtime_service.events import LogEvent
 from realtime_service.metrics import BUS_CONNECTED
-from servicekit.bus import ALL_SUBJECTS, HEAD_SUBJECT, BusEvent, connect
 from servicekit.supervisor import Heartbeat
 
 logger = logging.getLogger(__name__)

@@ -1,33 +1,11 @@
 """What flows to clients: log events (encoded once, for every transport) and ephemeral
-messages, plus the channel names clients may ask for."""
+messages."""
 
 import json
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-_CHANNEL = re.compile(r"(board|user):(.+)")
-
-
-class InvalidChannel(ValueError):
-    pass
-
-
-def parse_channel(raw: str) -> tuple[str, uuid.UUID]:
-    """`board:<uuid>` or `user:<uuid>`, returned normalised (kind, id)."""
-    matched = _CHANNEL.fullmatch(raw.strip())
-    if matched is None:
-        raise InvalidChannel(f"not a channel: {raw[:80]!r}")
-    try:
-        return matched.group(1), uuid.UUID(matched.group(2))
-    except ValueError as exc:
-        raise InvalidChannel(f"not a channel: {raw[:80]!r}") from exc
-
-
-def channel_name(kind: str, ident: uuid.UUID) -> str:
-    return f"{kind}:{ident}"
 
 
 def iso_millis(moment: datetime) -> str:

@@ -8,6 +8,7 @@ from types import FrameType
 import httpx
 from fastapi import FastAPI
 
+from eventlog.revocations import RevokedUsers
 from realtime_service import routes, sse, ws
 from realtime_service.config import Settings
 from realtime_service.hub import Hub
@@ -15,7 +16,6 @@ from servicekit.app import create_service_app
 from servicekit.db import Database, asyncpg_dsn
 from servicekit.health import Health
 from servicekit.jwks import KeySet, http_jwks_fetcher
-from servicekit.revocations import RevokedUsers
 from servicekit.security import token_verifier_for
 
 logger = logging.getLogger(__name__)

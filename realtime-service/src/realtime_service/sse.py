@@ -4,27 +4,24 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from fastapi.security import APIKeyQuery
 from pydantic.json_schema import SkipJsonSchema
 from starlette.types import Receive, Scope, Send
 
 from realtime_service import metrics
+from realtime_service.channels import InvalidChannel, channel_name, parse_channel
 from realtime_service.config import Settings
 from realtime_service.event_ids import InvalidEventId, event_id_from_text
-from realtime_service.events import (
-    InvalidChannel,
-    LogEvent,
-    channel_name,
-    parse_channel,
-    sse_control,
-)
+from realtime_service.events import LogEvent, sse_control
 from realtime_service.hub import Hub, Subscriber
 from realtime_service.identity import identify
 from realtime_service.subscriptions import Opened, open_channels, replay
 from realtime_service.tickets import Identity
 from servicekit.db import Database
 from servicekit.errors import ServiceError, error_responses, field_issue
+from servicekit.security import bearer_scheme
 
 router = APIRouter(prefix="/realtime", tags=["realtime"])
 
@@ -72,6 +69,17 @@ def parse_last_event_id(header: str | None, query: str | None) -> int | None:
         raise InvalidLastEventId("query", "last_event_id") from exc
 
 
+# The two ways in, declared for the OpenAPI document (either one: a Bearer access token, or a
+# one-time ticket in the query); `identify` reads them, the header first.
+ticket_scheme = APIKeyQuery(
+    name="ticket",
+    scheme_name="ticket",
+    description="A one-time ticket from `POST /realtime/tickets`, for clients that cannot send"
+    " an Authorization header (EventSource)",
+    auto_error=False,
+)
+
+
 @router.get(
     "/sse",
     response_class=StreamingResponse,
@@ -79,6 +87,7 @@ def parse_last_event_id(header: str | None, query: str | None) -> int | None:
         200: {"content": {"text/event-stream": {}}, "description": "The event stream"},
         **error_responses(401, 403, 422, 503),
     },
+    dependencies=[Depends(bearer_scheme), Depends(ticket_scheme)],
 )
 async def sse(
     request: Request,

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from eventlog.reader import bounds
 from realtime_service import metrics
-from realtime_service.access import can_read
+from realtime_service.channels import can_read
 from realtime_service.events import LogEvent
 from realtime_service.hub import Hub, Subscriber
 from servicekit.db import Database
@@ -51,9 +52,7 @@ async def open_channels(
             raise ChannelForbidden(f"You may not read {channel}")
     if last_event_id is None:
         return Opened(reset=False, replay_after=None, replay_through=through)
-    pruned_through, newest = await connection.fetchrow(
-        "SELECT pruned_through, (SELECT coalesce(max(id), 0) FROM api.events) FROM api.outbox_state"
-    )
+    pruned_through, newest = await bounds(connection)
     if last_event_id < pruned_through or last_event_id > max(newest, through):
         metrics.REPLAYS.labels(result="reset").inc()
         return Opened(reset=True, replay_after=None, replay_through=through)

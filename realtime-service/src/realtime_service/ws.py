@@ -11,10 +11,10 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from realtime_service import metrics
-from realtime_service.access import can_publish
+from realtime_service.channels import InvalidChannel, can_publish, channel_name, parse_channel
 from realtime_service.config import Settings
 from realtime_service.event_ids import InvalidEventId, event_id_from_json
-from realtime_service.events import InvalidChannel, LogEvent, channel_name, parse_channel
+from realtime_service.events import LogEvent
 from realtime_service.hub import Hub, Item, Subscriber
 from realtime_service.identity import identity_from_token
 from realtime_service.subscriptions import open_channels, replay

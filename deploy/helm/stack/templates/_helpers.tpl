@@ -103,14 +103,15 @@ http://{{ include "stack.fullname" . }}-auth:{{ include "stack.port" "auth" }}/a
 {{- end }}
 {{- end -}}
 
-{{/* One service's migration step: its image's own migrations, `python -m servicekit.migrate`. */}}
+{{/* One service's migration step: its image's own migrations, `python -m servicekit.migrate`
+(api's image also carries the event log's, which run after api's: docs/contract.md §6). */}}
 {{- define "stack.migrationContainer" -}}
 {{- $root := index . 0 -}}
 {{- $name := index . 1 -}}
 - name: migrate-{{ $name }}
   image: {{ include "stack.image" (list $root $name) }}
   imagePullPolicy: {{ $root.Values.image.pullPolicy }}
-  command: ["python", "-m", "servicekit.migrate", "/app/migrations"]
+  command: ["python", "-m", "servicekit.migrate", "/app/migrations"{{ if eq $name "api" }}, "/app/eventlog-migrations"{{ end }}]
   env:
     - name: DATABASE_URL
       valueFrom:

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Annotated, Any, Protocol, cast
 
 import asyncpg
@@ -194,12 +195,20 @@ class Statement:
     sql: str
     param_names: tuple[str, ...]
     literals: Mapping[str, Any]
+    committed: Callable[[asyncpg.Record], None] | None = None
+    """Run with the statement's row once the transaction it ran in has committed: work a
+    statement's writes entail (eventlog's after-commit), done by the runner, not by the route.
+    Such a statement is run with `fetchrow`."""
 
     @classmethod
-    def of(cls, statement: ClauseElement) -> "Statement":
+    def of(
+        cls,
+        statement: ClauseElement,
+        committed: Callable[[asyncpg.Record], None] | None = None,
+    ) -> "Statement":
         compiled = cast(SQLCompiler, statement.compile(dialect=_DIALECT))
         literals = {name: bind.value for name, bind in compiled.binds.items() if not bind.required}
-        return cls(str(compiled), tuple(compiled.positiontup or ()), literals)
+        return cls(str(compiled), tuple(compiled.positiontup or ()), literals, committed)
 
     def args(self, params: Mapping[str, Any]) -> list[Any]:
         return [
@@ -229,6 +238,7 @@ class Connection:
         self._after_commit.append(callback)
 
     async def fetch(self, statement: Statement, **params: Any) -> list[asyncpg.Record]:
+        _without_hook(statement)
         rows: list[asyncpg.Record] = await self.connection.fetch(
             statement.sql, *statement.args(params)
         )
@@ -238,10 +248,18 @@ class Connection:
         row: asyncpg.Record | None = await self.connection.fetchrow(
             statement.sql, *statement.args(params)
         )
+        if statement.committed is not None and row is not None:
+            self.after_commit(partial(statement.committed, row))
         return row
 
     async def fetchval(self, statement: Statement, **params: Any) -> Any:
+        _without_hook(statement)
         return await self.connection.fetchval(statement.sql, *statement.args(params))
+
+
+def _without_hook(statement: Statement) -> None:
+    if statement.committed is not None:
+        raise TypeError("a statement with an after-commit hook is run with fetchrow")
 
 
 async def _request_transaction(request: Request) -> AsyncIterator[Connection]:
@@ -261,6 +279,7 @@ class Autocommit:
     database: Database
 
     async def fetch(self, statement: Statement, **params: Any) -> list[asyncpg.Record]:
+        _without_hook(statement)
         async with self.database.acquire() as connection:
             rows: list[asyncpg.Record] = await connection.fetch(
                 statement.sql, *statement.args(params)
@@ -272,9 +291,13 @@ class Autocommit:
             row: asyncpg.Record | None = await connection.fetchrow(
                 statement.sql, *statement.args(params)
             )
-            return row
+        # Its own transaction: committed once the statement has returned.
+        if statement.committed is not None and row is not None:
+            statement.committed(row)
+        return row
 
     async def fetchval(self, statement: Statement, **params: Any) -> Any:
+        _without_hook(statement)
         async with self.database.acquire() as connection:
             return await connection.fetchval(statement.sql, *statement.args(params))
 

@@ -7,15 +7,22 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from jose.backends.base import Key
 
 from servicekit.jwt import InvalidTokenError, decode_access_token, read_kid, verification_key
-from servicekit.revocations import RevokedUsers
 
 logger = logging.getLogger(__name__)
+
+
+class RevocationList(Protocol):
+    """Users whose tokens stop working before they expire (eventlog.revocations keeps them,
+    from the event log)."""
+
+    def is_revoked(self, user_id: uuid.UUID, issued_at: float) -> bool: ...
+
 
 JwksFetcher = Callable[[], Awaitable[Sequence[Mapping[str, Any]]]]
 
@@ -125,7 +132,7 @@ class TokenVerifier:
         issuer: str,
         leeway: int = 30,
         cache_size: int = 10_000,
-        revoked: RevokedUsers | None = None,
+        revoked: RevocationList | None = None,
     ) -> None:
         self.keys = keys
         # Users whose tokens stop working before they expire (learned from the event log).

@@ -8,9 +8,8 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from servicekit.errors import InvalidToken, NotAuthenticated
-from servicekit.jwks import AccessClaims, KeySet, TokenVerifier
+from servicekit.jwks import AccessClaims, KeySet, RevocationList, TokenVerifier
 from servicekit.jwt import InvalidTokenError
-from servicekit.revocations import RevokedUsers
 from servicekit.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
@@ -21,7 +20,7 @@ bearer_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
 
 
 def token_verifier_for(
-    settings: ServiceSettings, keys: KeySet, revoked: RevokedUsers | None = None
+    settings: ServiceSettings, keys: KeySet, revoked: RevocationList | None = None
 ) -> TokenVerifier:
     """The verifier a service keeps at `app.state.token_verifier` for `CurrentClaims`;
     `revoked`, when given, refuses the tokens of users revoked through the event log."""

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import asyncpg
 import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -28,7 +27,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from servicekit.db import asyncpg_dsn, drop_database, ensure_database
+from servicekit.db import drop_database, ensure_database
 from servicekit.migrations import upgrade
 
 DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -55,19 +54,6 @@ async def fresh_database(
         yield url
     finally:
         await drop_database(url)
-
-
-async def events_sequenced(database_url: str, timeout: float = 10.0) -> None:
-    """Wait until api-service's sequencer has moved every committed event from the inbox into
-    the log: a write's events reach `api.events` a few milliseconds after its commit."""
-    connection = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while await connection.fetchval("SELECT count(*) FROM api.event_inbox"):
-            assert asyncio.get_running_loop().time() < deadline, "the inbox was not emptied"
-            await asyncio.sleep(0.01)
-    finally:
-        await connection.close()
 
 
 def b64url(data: bytes) -> str:

@@ -1,6 +1,6 @@
-"""The event sequencer: moves settled inbox rows into the log `api.events`, numbering them.
+"""The event sequencer: moves settled inbox rows into the log `eventlog.events`, numbering them.
 
-One api replica at a time sequences, the holder of the lease row `api.sequencer_lease`
+One api replica at a time sequences, the holder of the lease row `eventlog.sequencer_lease`
 (`holder`, `epoch`, `expires_at`). A replica takes the lease when it has expired, with a new
 epoch; the holder renews it well before it runs out and gives it up when it cannot. A replica
 whose connection dropped takes its own lease (same holder id) back at once, with a new epoch,
@@ -20,7 +20,7 @@ always have larger ids. Settled rows are moved in (xid, seq) order, the ids cont
 from `sequenced_through` (kept on the lease row, so the fence lock also guards it), and the
 rows are deleted from the inbox in the same transaction. A long-running transaction (anywhere
 in the cluster, once it has written) holds every later row back: `api_outbox_sequencer_lag_seconds`,
-measured by every replica at scrape time (api_service.backlog), whatever the sequencer does.
+measured by every replica at scrape time (eventlog.backlog), whatever the sequencer does.
 
 After each committed batch the sequencer signals it: one `pg_notify` in the batch
 transaction, or, with NATS, a publish of the batch once it has committed (see `BatchBus`).
@@ -38,15 +38,14 @@ from typing import Protocol
 import asyncpg
 from prometheus_client import Counter, Gauge, Histogram
 
-from api_service.config import Settings
-from api_service.outbox import on_events_committed
+from eventlog.reader import NOTIFY_CHANNEL
+from eventlog.tables import INBOX, LEASE, LOG
+from eventlog.writer import on_events_committed
 from servicekit.db import session_settings
 from servicekit.supervisor import Heartbeat
 
 logger = logging.getLogger(__name__)
 
-NOTIFY_CHANNEL = "api_events"
-"""PostgreSQL NOTIFY channel: one notification per committed batch, its highest event id."""
 
 BATCHES = Counter("api_outbox_batches", "Batches the sequencer committed to the log")
 SEQUENCED = Counter("api_outbox_sequenced_events", "Events the sequencer moved into the log")
@@ -63,24 +62,24 @@ REFUSED = Counter(
 # Taken when it has expired, or at once when it is this replica's own (a new session after a
 # dropped connection): the new epoch fences whatever the old session might still attempt, and
 # the row lock waits out a batch of the old session's still in flight on the server.
-_ACQUIRE = """
-    UPDATE api.sequencer_lease
+_ACQUIRE = f"""
+    UPDATE {LEASE}
     SET holder = $1, epoch = epoch + 1, expires_at = clock_timestamp() + make_interval(secs => $2)
     WHERE expires_at < clock_timestamp() OR holder = $1
     RETURNING epoch, sequenced_through
 """
 # The fence: succeeds only for the current holder of an unexpired lease, and locks the row.
-_RENEW = """
-    UPDATE api.sequencer_lease SET expires_at = clock_timestamp() + make_interval(secs => $3)
+_RENEW = f"""
+    UPDATE {LEASE} SET expires_at = clock_timestamp() + make_interval(secs => $3)
     WHERE holder = $1 AND epoch = $2 AND expires_at > clock_timestamp()
     RETURNING sequenced_through
 """
-_RELEASE = """
-    UPDATE api.sequencer_lease SET expires_at = '-infinity'
+_RELEASE = f"""
+    UPDATE {LEASE} SET expires_at = '-infinity'
     WHERE holder = $1 AND epoch = $2
 """
 _SETTLED = "xid < pg_snapshot_xmin(pg_current_snapshot())"
-_HAS_SETTLED = f"SELECT EXISTS (SELECT FROM api.event_inbox WHERE {_SETTLED})"
+_HAS_SETTLED = f"SELECT EXISTS (SELECT FROM {INBOX} WHERE {_SETTLED})"
 
 
 def _moving_settled(final_select: str) -> str:
@@ -90,16 +89,16 @@ def _moving_settled(final_select: str) -> str:
     transaction: the statement's snapshot is taken with the lease row locked."""
     return f"""
         WITH settled AS (
-            SELECT xid, seq FROM api.event_inbox WHERE {_SETTLED} ORDER BY xid, seq LIMIT $1
+            SELECT xid, seq FROM {INBOX} WHERE {_SETTLED} ORDER BY xid, seq LIMIT $1
         ),
         moved AS (
-            DELETE FROM api.event_inbox AS i USING settled AS s
+            DELETE FROM {INBOX} AS i USING settled AS s
             WHERE i.xid = s.xid AND i.seq = s.seq
             RETURNING i.xid, i.seq, i.channel, i.type, i.data, i.actor_id, i.created_at
         ),
         logged AS (
-            INSERT INTO api.events (id, channel, type, data, actor_id, created_at)
-            SELECT (SELECT sequenced_through FROM api.sequencer_lease)
+            INSERT INTO {LOG} (id, channel, type, data, actor_id, created_at)
+            SELECT (SELECT sequenced_through FROM {LEASE})
                     + row_number() OVER (ORDER BY m.xid, m.seq),
                 m.channel, m.type, m.data, m.actor_id, m.created_at
             FROM moved AS m
@@ -107,7 +106,7 @@ def _moving_settled(final_select: str) -> str:
                 extract(epoch FROM clock_timestamp() - created_at)::float8 AS delay
         ),
         advanced AS (
-            UPDATE api.sequencer_lease SET sequenced_through = (SELECT max(id) FROM logged)
+            UPDATE {LEASE} SET sequenced_through = (SELECT max(id) FROM logged)
             WHERE EXISTS (SELECT FROM logged)
         )
         {final_select}
@@ -132,8 +131,24 @@ class BatchBus(Protocol):
     async def publish_head(self, through: int) -> None: ...
 
 
+class SequencerSettings(Protocol):
+    """The sequencer's settings, as the service running it names them (api-service's)."""
+
+    @property
+    def sequencer_lease_seconds(self) -> float: ...
+
+    @property
+    def sequencer_batch_size(self) -> int: ...
+
+    @property
+    def sequencer_poll_min_seconds(self) -> float: ...
+
+    @property
+    def sequencer_poll_max_seconds(self) -> float: ...
+
+
 class Sequencer:
-    def __init__(self, dsn: str, settings: Settings, bus: BatchBus | None = None) -> None:
+    def __init__(self, dsn: str, settings: SequencerSettings, bus: BatchBus | None = None) -> None:
         self._dsn = dsn
         self._lease = settings.sequencer_lease_seconds
         self._batch_size = settings.sequencer_batch_size

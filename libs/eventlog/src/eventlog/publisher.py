@@ -1,4 +1,4 @@
-"""Publishing committed batches on the NATS event bus (servicekit.bus holds the wire
+"""Publishing committed batches on the NATS event bus (eventlog.bus holds the wire
 contract realtime-service reads)."""
 
 import asyncio
@@ -11,7 +11,7 @@ import asyncpg
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 
-from servicekit.bus import HEAD_SUBJECT, BusEvent, channel_subject, connect
+from eventlog.bus import HEAD_SUBJECT, BusEvent, channel_subject, connect
 from servicekit.supervisor import Heartbeat
 
 logger = logging.getLogger(__name__)

@@ -1,10 +1,10 @@
 """The inbox vacuums itself, whatever autovacuum does.
 
-`api.event_inbox` is a queue: every event is inserted once and deleted once by the sequencer,
-so the table holds few live rows and, left to itself, ever more dead ones. On the machine of
-issue 21 autovacuum was off: the empty inbox held 103k dead tuples (43 MB), every scan of it
-(the sequencer's poll, its batch, the backlog probe) read them all, and stale statistics pushed
-the batch statement into JIT compilation.
+The inbox (`eventlog.event_inbox`) is a queue: every event is inserted once and deleted once
+by the sequencer, so the table holds few live rows and, left to itself, ever more dead ones. On
+the machine of issue 21 autovacuum was off: the empty inbox held 103k dead tuples (43 MB), every
+scan of it (the sequencer's poll, its batch, the backlog probe) read them all, and stale
+statistics pushed the batch statement into JIT compilation.
 
 Design: every api replica checks the inbox's dead tuples every `inbox_vacuum_check_seconds`
 (the statistics PostgreSQL keeps whether or not autovacuum runs) and runs a plain
@@ -22,7 +22,7 @@ import logging
 
 from prometheus_client import Counter
 
-from api_service.config import Settings
+from eventlog.tables import INBOX
 from servicekit.db import Database
 from servicekit.supervisor import Heartbeat
 
@@ -30,8 +30,8 @@ logger = logging.getLogger(__name__)
 
 VACUUMS = Counter("api_outbox_inbox_vacuums", "Vacuums of the event inbox run by this replica")
 
-_DEAD_TUPLES = "SELECT pg_stat_get_dead_tuples('api.event_inbox'::regclass)"
-_VACUUM = "VACUUM (SKIP_LOCKED, ANALYZE) api.event_inbox"
+_DEAD_TUPLES = f"SELECT pg_stat_get_dead_tuples('{INBOX}'::regclass)"
+_VACUUM = f"VACUUM (SKIP_LOCKED, ANALYZE) {INBOX}"
 
 
 async def vacuum_inbox_when_needed(database: Database, threshold: int) -> bool:
@@ -47,10 +47,11 @@ async def vacuum_inbox_when_needed(database: Database, threshold: int) -> bool:
 
 
 async def vacuum_inbox_periodically(
-    database: Database, settings: Settings, heartbeat: Heartbeat
+    database: Database, dead_rows: int, check_seconds: float, heartbeat: Heartbeat
 ) -> None:
-    """Until cancelled (supervised); a failure raises and the supervisor restarts it."""
+    """Vacuum past `dead_rows` dead tuples, checked every `check_seconds`, until cancelled
+    (supervised); a failure raises and the supervisor restarts it."""
     while True:
-        await vacuum_inbox_when_needed(database, settings.inbox_vacuum_dead_rows)
+        await vacuum_inbox_when_needed(database, dead_rows)
         heartbeat.beat()
-        await asyncio.sleep(settings.inbox_vacuum_check_seconds)
+        await asyncio.sleep(check_seconds)

@@ -29,6 +29,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from eventlog.tables import INBOX
 from servicekit.db import Database
 
 logger = logging.getLogger(__name__)
@@ -37,10 +38,10 @@ PROBE_TIMEOUT_SECONDS = 1.0
 # A measurement this recent is reused rather than repeated (several scrapers at once).
 REUSE_SECONDS = 0.5
 
-_BACKLOG = """
+_BACKLOG = f"""
     SELECT count(*) AS rows,
         coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8 AS lag
-    FROM api.event_inbox
+    FROM {INBOX}
 """
 
 

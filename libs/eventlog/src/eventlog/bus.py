@@ -1,5 +1,6 @@
-"""The NATS event bus: its wire contract and connection settings, shared by api-service's
-sequencer (which publishes each committed batch) and realtime-service (which follows them).
+"""The NATS event bus: its wire contract and connection settings, shared by the sequencer
+(which publishes each committed batch, eventlog.publisher) and realtime-service (which follows
+them).
 Core NATS, at most once: the log stays the only durable record, and realtime nodes repair what
 they miss from it.
 

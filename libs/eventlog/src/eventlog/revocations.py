@@ -2,7 +2,9 @@
 whose sessions were all ended by a password reset.
 
 auth-service appends `user.deactivated`, `user.reactivated` and `user.sessions_revoked` events
-(channel `user:<id>`) to the event log in the transaction that makes the change; resource servers
+(channel `user:<id>`) to the event log in the transaction that makes the change. The types are
+declared here, not in auth-service: they are the contract between the service that emits them
+and every resource server that honours them (docs/contract.md §6). Resource servers
 follow the log and keep each revocation in memory for as long as a token issued before it could
 still verify (`revocation_window_seconds`: the access-token lifetime plus leeway), then forget it.
 """
@@ -20,29 +22,36 @@ from typing import Any
 
 import asyncpg
 
+from eventlog.tables import LEASE, LOG
+from eventlog.types import EventType, declare
 from servicekit.db import Database
 from servicekit.outage import is_database_unavailable, outage
 from servicekit.supervisor import Heartbeat
 
 logger = logging.getLogger(__name__)
 
-DEACTIVATED = "user.deactivated"
-REACTIVATED = "user.reactivated"
-SESSIONS_REVOKED = "user.sessions_revoked"
-REVOCATION_TYPES = (DEACTIVATED, REACTIVATED, SESSIONS_REVOKED)
+DEACTIVATED = declare("user.deactivated")
+REACTIVATED = declare("user.reactivated")
+SESSIONS_REVOKED = declare("user.sessions_revoked")
+REVOCATION_TYPES: tuple[EventType, ...] = (DEACTIVATED, REACTIVATED, SESSIONS_REVOKED)
+_REVOCATION_NAMES = [t.name for t in REVOCATION_TYPES]
 
-_HEAD = "SELECT sequenced_through FROM api.sequencer_lease"
+_HEAD = f"SELECT sequenced_through FROM {LEASE}"
 # Called once at start: revocations still in force, up to the head read just before.
 _RECENT = (
-    "SELECT type, data::text AS data_json, created_at FROM api.events"
+    f"SELECT type, data::text AS data_json, created_at FROM {LOG}"
     " WHERE type = ANY($1) AND created_at > now() - make_interval(secs => $2) AND id <= $3"
     " ORDER BY id"
 )
 # Each poll: the new part of the log only, (cursor, head], by its primary key.
 _BETWEEN = (
-    "SELECT type, data::text AS data_json, created_at FROM api.events"
+    f"SELECT type, data::text AS data_json, created_at FROM {LOG}"
     " WHERE id > $1 AND id <= $2 AND type = ANY($3) ORDER BY id"
 )
+
+
+def is_revocation(event_type: str) -> bool:
+    return event_type in _REVOCATION_NAMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,16 +81,16 @@ class RevokedUsers:
         except (KeyError, ValueError):
             logger.warning("revocation event without a user id ignored")
             return None
-        if event_type == REACTIVATED:
+        if event_type == REACTIVATED.name:
             if user_id not in self._entries:
                 return user_id
             # Deactivation ended every session: a token issued before it stays refused. None
             # was issued while the account was deactivated, so the reactivation's time is the
             # bound.
             issued_before = float(data.get("issued_before", created_at))
-        elif event_type == DEACTIVATED:
+        elif event_type == DEACTIVATED.name:
             issued_before = math.inf
-        elif event_type == SESSIONS_REVOKED:
+        elif event_type == SESSIONS_REVOKED.name:
             issued_before = float(data.get("issued_before", created_at))
         else:
             return None
@@ -125,7 +134,7 @@ def _apply_rows(revoked: RevokedUsers, rows: list[asyncpg.Record]) -> None:
 async def load_revocations(connection: asyncpg.Connection, revoked: RevokedUsers) -> int:
     """Fill `revoked` with the revocations still in force; the log position it covers."""
     head: int = await connection.fetchval(_HEAD)
-    rows = await connection.fetch(_RECENT, list(REVOCATION_TYPES), revoked.window_seconds, head)
+    rows = await connection.fetch(_RECENT, _REVOCATION_NAMES, revoked.window_seconds, head)
     _apply_rows(revoked, rows)
     return head
 
@@ -136,7 +145,7 @@ async def read_revocations(
     """Apply the revocations logged after `cursor`; the new cursor."""
     head: int = await connection.fetchval(_HEAD)
     if head > cursor:
-        _apply_rows(revoked, await connection.fetch(_BETWEEN, cursor, head, list(REVOCATION_TYPES)))
+        _apply_rows(revoked, await connection.fetch(_BETWEEN, cursor, head, _REVOCATION_NAMES))
     return max(head, cursor)
 
 
