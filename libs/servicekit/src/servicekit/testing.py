@@ -181,6 +181,34 @@ async def uvicorn_process(
         yield service.url
 
 
+@asynccontextmanager
+async def node_oidc_provider(
+    script: Path, *, client_id: str, client_secret: str, redirect_uris: Sequence[str]
+) -> AsyncIterator[str]:
+    """A real OpenID provider (panva's oidc-provider, `script` is tests/oidc_provider's
+    provider.js) on a free port, with one confidential client; yields its issuer once its
+    discovery document answers."""
+    port = free_port()
+    env = {
+        "PORT": str(port),
+        "CLIENT_ID": client_id,
+        "CLIENT_SECRET": client_secret,
+        "REDIRECT_URIS": ",".join(redirect_uris),
+    }
+    with _open_log("oidc-provider", port) as log:
+        process = await asyncio.create_subprocess_exec(
+            "node", str(script), env={**os.environ, **env}, stdout=log, stderr=log
+        )
+        issuer = f"http://127.0.0.1:{port}"
+        try:
+            await _wait_until_ready(process, f"{issuer}/.well-known/openid-configuration", log)
+            yield issuer
+        finally:
+            if process.returncode is None:
+                process.terminate()
+                await process.wait()
+
+
 READY_TIMEOUT_SECONDS = 15.0
 
 

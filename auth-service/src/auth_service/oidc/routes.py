@@ -1,0 +1,149 @@
+"""Routes of sign-in through OpenID providers, and of the providers linked to an account."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Cookie, Path, Query, Request, Response, status
+from fastapi.responses import RedirectResponse
+
+from auth_service import metrics
+from auth_service.dependencies import CurrentUser, OidcSignInDep
+from auth_service.errors import (
+    AccountInactive,
+    ProviderUnavailable,
+    SignInFailed,
+)
+from auth_service.oidc.flows import BROWSER_COOKIE, COOKIE_PATH, Begun, OidcSignIn
+from auth_service.schemas import AuthorizationOut, IdentityOut, ProviderOut
+from servicekit.errors import Conflict, ServiceError, error_responses
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+ProviderName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
+BrowserCookie = Annotated[str | None, Cookie(alias=BROWSER_COOKIE, max_length=64)]
+CallbackParam = Annotated[str | None, Query(max_length=4096)]
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+@router.get("/oidc/providers", response_model=list[ProviderOut])
+async def list_providers(request: Request) -> Any:
+    """The configured providers, for "Sign in with ..." buttons."""
+    return request.app.state.settings.oidc_providers
+
+
+def _authorization(begun: Begun, oidc: OidcSignIn, response: Response) -> AuthorizationOut:
+    response.headers.update(NO_STORE)
+    response.set_cookie(
+        BROWSER_COOKIE,
+        begun.browser_token,
+        max_age=oidc.settings.oidc_flow_ttl_seconds,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=oidc.settings.public_url.startswith("https://"),
+    )
+    return AuthorizationOut(authorization_url=begun.authorization_url)
+
+
+@router.post(
+    "/oidc/{provider}/start",
+    response_model=AuthorizationOut,
+    responses=error_responses(404, 422, 503),
+)
+async def start_sign_in(
+    provider: ProviderName, response: Response, oidc: OidcSignInDep, browser: BrowserCookie = None
+) -> AuthorizationOut:
+    """Begins a sign-in: the browser goes to `authorization_url`, and comes back to the
+    callback with the cookie this answer sets."""
+    return _authorization(await oidc.begin(provider, browser), oidc, response)
+
+
+@router.post(
+    "/oidc/{provider}/link",
+    response_model=AuthorizationOut,
+    responses=error_responses(401, 404, 422, 503),
+)
+async def start_link(
+    provider: ProviderName,
+    user: CurrentUser,
+    response: Response,
+    oidc: OidcSignInDep,
+    browser: BrowserCookie = None,
+) -> AuthorizationOut:
+    """Like `start`, for the signed-in user: the provider's account is linked to theirs."""
+    return _authorization(await oidc.begin(provider, browser, link_user_id=user.id), oidc, response)
+
+
+@router.get(
+    "/oidc/{provider}/callback",
+    status_code=status.HTTP_303_SEE_OTHER,
+    response_class=RedirectResponse,
+    responses=error_responses(400, 403, 404, 409, 422, 503),
+)
+async def callback(
+    provider: ProviderName,
+    oidc: OidcSignInDep,
+    state: CallbackParam = None,
+    code: CallbackParam = None,
+    error: CallbackParam = None,
+    iss: CallbackParam = None,
+    browser: BrowserCookie = None,
+) -> RedirectResponse:
+    """Where the provider sends the browser back. Signed in: to the demo page with a one-time
+    code in the fragment (`#sign-in=...`), which it exchanges at /auth/token (grant type
+    `sign_in_code`); linked: to `#linked=<provider>`. Refused: a JSON error, and no session."""
+    try:
+        # RFC 9207: an `iss` that is not this provider's is a mix-up attack.
+        if iss is not None and iss != oidc.providers.get(provider).config.issuer:
+            raise SignInFailed("The answer comes from another issuer")
+        finished = await oidc.finish(
+            provider, state=state, code=code, error=error, browser_cookie=browser
+        )
+    except ServiceError as exc:
+        metrics.SIGN_INS.labels(method="oidc", outcome=_outcome(exc)).inc()
+        raise
+    if not finished.linked:
+        metrics.SIGN_INS.labels(method="oidc", outcome="success").inc()
+    return RedirectResponse(finished.redirect_to, status.HTTP_303_SEE_OTHER, headers=NO_STORE)
+
+
+def _outcome(exc: ServiceError) -> str:
+    if isinstance(exc, ProviderUnavailable):
+        return "unavailable"
+    if isinstance(exc, AccountInactive):
+        return "inactive"
+    if isinstance(exc, Conflict):
+        return "conflict"
+    return "refused"
+
+
+@router.get(
+    "/users/me/providers", response_model=list[IdentityOut], responses=error_responses(401, 503)
+)
+async def list_linked(user: CurrentUser, oidc: OidcSignInDep) -> Any:
+    """The providers linked to the account."""
+    settings = oidc.settings
+    return [
+        IdentityOut(
+            provider=identity.provider,
+            display_name=(
+                configured.display_name
+                if (configured := settings.oidc_provider(identity.provider))
+                else identity.provider
+            ),
+            email=identity.email,
+            linked_at=identity.created_at,
+        )
+        for identity in await oidc.identities(user.id)
+    ]
+
+
+@router.delete(
+    "/users/me/providers/{provider}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=error_responses(401, 404, 409, 422, 503),
+)
+async def unlink(provider: ProviderName, user: CurrentUser, oidc: OidcSignInDep) -> Response:
+    """Unlinks a provider; refused (409) when it is the account's only way to sign in."""
+    await oidc.unlink(user, provider)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
