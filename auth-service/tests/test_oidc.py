@@ -387,7 +387,9 @@ async def test_a_signed_in_user_links_lists_and_unlinks_a_provider(
         browser, await through_provider_pages(url, provider_login, REDIRECT_URI)
     )
     assert response.status_code == 303, response.text
-    assert response.headers["location"] == f"{PUBLIC_URL}/#linked=test"
+    assert response.headers["location"].endswith("&linked=test")
+    relinked = (await redeem(browser, (await sign_in_code(response)).split("&")[0])).json()
+    assert (await me(browser, relinked))["id"] == account.id
     # The provider's account now signs in to ours, though the emails differ.
     signed_in = await sign_in(browser, provider_login)
     assert (await me(browser, signed_in))["id"] == account.id

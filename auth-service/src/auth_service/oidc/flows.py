@@ -70,14 +70,6 @@ class Begun:
     browser_token: str
 
 
-@dataclass(frozen=True)
-class Finished:
-    """Where the browser goes next: a sign-in code in the fragment, or the linked provider."""
-
-    redirect_to: str
-    linked: bool
-
-
 def browser_token_or_new(cookie: str | None) -> str:
     """The browser's flow cookie when it has a well-formed one (flows in several tabs), else a
     new random one."""
@@ -142,7 +134,9 @@ class OidcSignIn:
         code: str | None,
         error: str | None,
         browser_cookie: str | None,
-    ) -> Finished:
+    ) -> str:
+        """Where the browser goes next: the demo page, with a sign-in code in the fragment
+        (and the provider linked, for a link)."""
         provider = self.providers.get(name)
         flow = await self._take_flow(name, state, browser_cookie)
         if error is not None:
@@ -161,13 +155,15 @@ class OidcSignIn:
             access_token=access_token if isinstance(access_token, str) else None,
             leeway=self.settings.oidc_leeway_seconds,
         )
-        public_url = self.settings.public_url.rstrip("/")
         if flow.link_user_id is not None:
             await self._link(flow.link_user_id, provider, identity)
-            return Finished(f"{public_url}/#linked={name}", linked=True)
-        user = await self._account_for(provider, identity)
-        code = await self._issue_sign_in_code(user.id, f"oidc:{name}")
-        return Finished(f"{public_url}/#sign-in={code}", linked=False)
+            # The page that began the link was left for the provider's, and its tokens with
+            # it: the link ends signed in again, to the account that started it.
+            user_id, linked = flow.link_user_id, f"&linked={name}"
+        else:
+            user_id, linked = (await self._account_for(provider, identity)).id, ""
+        code = await self._issue_sign_in_code(user_id, f"oidc:{name}")
+        return f"{self.settings.public_url.rstrip('/')}/#sign-in={code}{linked}"
 
     async def _take_flow(
         self, name: str, state: str | None, browser_cookie: str | None

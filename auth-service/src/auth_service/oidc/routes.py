@@ -90,20 +90,20 @@ async def callback(
 ) -> RedirectResponse:
     """Where the provider sends the browser back. Signed in: to the demo page with a one-time
     code in the fragment (`#sign-in=...`), which it exchanges at /auth/token (grant type
-    `sign_in_code`); linked: to `#linked=<provider>`. Refused: a JSON error, and no session."""
+    `sign_in_code`); a link ends signed in too (`#sign-in=...&linked=<provider>`). Refused: a
+    JSON error, and no session."""
     try:
         # RFC 9207: an `iss` that is not this provider's is a mix-up attack.
         if iss is not None and iss != oidc.providers.get(provider).config.issuer:
             raise SignInFailed("The answer comes from another issuer")
-        finished = await oidc.finish(
+        redirect_to = await oidc.finish(
             provider, state=state, code=code, error=error, browser_cookie=browser
         )
     except ServiceError as exc:
         metrics.SIGN_INS.labels(method="oidc", outcome=_outcome(exc)).inc()
         raise
-    if not finished.linked:
-        metrics.SIGN_INS.labels(method="oidc", outcome="success").inc()
-    return RedirectResponse(finished.redirect_to, status.HTTP_303_SEE_OTHER, headers=NO_STORE)
+    metrics.SIGN_INS.labels(method="oidc", outcome="success").inc()
+    return RedirectResponse(redirect_to, status.HTTP_303_SEE_OTHER, headers=NO_STORE)
 
 
 def _outcome(exc: ServiceError) -> str:
