@@ -1,20 +1,17 @@
-"""What the sign-in tests talk to: panva's oidc-provider (tests/oidc_provider), driven through
-its development login and consent pages over HTTP; and a forging provider of the test's own,
-a real HTTP server whose token endpoint hands out whatever ID token a test made."""
+"""What the sign-in tests talk to besides panva's oidc-provider (servicekit.testing starts
+it): a forging provider of the test's own, a real HTTP server whose token endpoint hands out
+whatever ID token a test made."""
 
 import asyncio
 import base64
 import json
-import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
 
-import httpx
 import uvicorn
 from jose import jwt as jose_jwt
 from starlette.applications import Starlette
@@ -28,36 +25,6 @@ from servicekit.testing import free_port
 PROVIDER_SCRIPT = Path(__file__).parents[2] / "tests" / "oidc_provider" / "provider.js"
 CLIENT_ID = "stack-test"
 CLIENT_SECRET = "test-client-secret-3f9a1c"
-_FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
-
-
-async def through_provider_pages(authorization_url: str, login: str, redirect_uri: str) -> str:
-    """What a browser does at the provider: its login page (any password), then its consent
-    page; returns the URL the provider sends the browser back to (the callback's)."""
-    async with httpx.AsyncClient(timeout=10) as browser:
-        response = await browser.get(authorization_url)
-        for _ in range(10):
-            location = response.headers.get("location")
-            if location is not None:
-                url = urljoin(str(response.url), location)
-                if url.startswith(redirect_uri):
-                    return url
-                response = await browser.get(url)
-                continue
-            assert response.status_code == 200, response.text
-            found = _FORM_ACTION.search(response.text)
-            assert found, response.text
-            action = urljoin(str(response.url), found.group(1))
-            if 'name="login"' in response.text:
-                form = {"prompt": "login", "login": login, "password": "any password"}
-            else:
-                form = {"prompt": "consent"}
-            response = await browser.post(action, data=form)
-    raise AssertionError("the provider never redirected back")
-
-
-def query_of(url: str) -> dict[str, str]:
-    return {name: values[0] for name, values in parse_qs(urlsplit(url).query).items()}
 
 
 @dataclass

@@ -16,7 +16,13 @@ from sqlalchemy import text
 from auth_service.config import OidcProvider, Settings
 from auth_service.main import create_app
 from servicekit.jwt import generate_private_key_pem, load_signing_key
-from servicekit.testing import asgi_client, free_port, node_oidc_provider
+from servicekit.testing import (
+    asgi_client,
+    free_port,
+    node_oidc_provider,
+    query_of,
+    through_provider_pages,
+)
 
 from .conftest import bearer, count_rows, login, register, unique_email
 from .oidc_harness import (
@@ -25,8 +31,6 @@ from .oidc_harness import (
     PROVIDER_SCRIPT,
     ForgedProvider,
     forged_provider,
-    query_of,
-    through_provider_pages,
     unsigned,
 )
 
@@ -433,3 +437,32 @@ def test_an_issuer_must_be_https_but_on_this_machine() -> None:
     assert OidcProvider(
         name="x", display_name="X", issuer="https://idp.example.com", client_id="c"
     ).scopes == ["openid", "email", "profile"]
+
+
+async def test_no_log_record_holds_a_sign_in_secret(
+    browser: httpx.AsyncClient, forged: ForgedProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ID tokens, the client secret, state, nonce, the PKCE verifier, the provider's code and
+    our one-time code: in no log record, for a sign-in that succeeds or one refused."""
+    caplog.set_level("DEBUG")
+    secrets = {CLIENT_SECRET}
+    for claims in ({"email": unique_email()}, {"aud": "another-client"}):
+        sent = query_of(await begin(browser, "forged"))
+        forged.id_token = forged.sign(forged.claims(sent["nonce"], **claims))
+        code = uuid.uuid4().hex
+        response = await callback(
+            browser, f"{PUBLIC_URL}/auth/oidc/forged/callback?code={code}&state={sent['state']}"
+        )
+        secrets |= {forged.id_token, sent["state"], sent["nonce"], code}
+        secrets.add(forged.token_requests[-1]["code_verifier"])
+        if response.status_code == 303:
+            secrets.add(response.headers["location"].split("=", 1)[1])
+    # Not the test's own client, which logs the callback URLs it calls (http://auth/...).
+    logged = "\n".join(
+        f"{record.getMessage()} {record.__dict__}"
+        for record in caplog.records
+        if not (record.name == "httpx" and PUBLIC_URL in record.getMessage())
+    )
+    assert "/auth/oidc/forged/callback" in logged, "the check saw no log of the callback"
+    leaked = [secret for secret in secrets if secret in logged]
+    assert not leaked

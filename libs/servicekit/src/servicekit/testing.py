@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -16,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import asyncpg
 import httpx
@@ -207,6 +209,38 @@ async def node_oidc_provider(
             if process.returncode is None:
                 process.terminate()
                 await process.wait()
+
+
+_FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
+
+
+async def through_provider_pages(authorization_url: str, login: str, redirect_uri: str) -> str:
+    """What a browser does at the provider: its login page (any password), then its consent
+    page; returns the URL the provider sends the browser back to (the callback's)."""
+    async with httpx.AsyncClient(timeout=10) as browser:
+        response = await browser.get(authorization_url)
+        for _ in range(10):
+            location = response.headers.get("location")
+            if location is not None:
+                url: str = urljoin(str(response.url), location)
+                if url.startswith(redirect_uri):
+                    return url
+                response = await browser.get(url)
+                continue
+            assert response.status_code == 200, response.text
+            found = _FORM_ACTION.search(response.text)
+            assert found, response.text
+            action = urljoin(str(response.url), found.group(1))
+            if 'name="login"' in response.text:
+                form = {"prompt": "login", "login": login, "password": "any password"}
+            else:
+                form = {"prompt": "consent"}
+            response = await browser.post(action, data=form)
+    raise AssertionError("the provider never redirected back")
+
+
+def query_of(url: str) -> dict[str, str]:
+    return {name: values[0] for name, values in parse_qs(urlsplit(url).query).items()}
 
 
 READY_TIMEOUT_SECONDS = 15.0
