@@ -20,7 +20,13 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 
 ProviderName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
 BrowserCookie = Annotated[str | None, Cookie(alias=BROWSER_COOKIE, max_length=64)]
-CallbackParam = Annotated[str | None, Query(max_length=4096)]
+# Printable ASCII (RFC 6749's VSCHAR), and short enough that the whole callback URL fits in the
+# gateway's 8 KiB request line even percent-encoded. Codes run to ~1 KiB at some providers.
+_VSCHAR = r"^[\x20-\x7e]*$"
+Code = Annotated[str | None, Query(max_length=2048, pattern=_VSCHAR)]
+State = Annotated[str | None, Query(max_length=128, pattern=_VSCHAR)]
+ProviderError = Annotated[str | None, Query(max_length=64, pattern=_VSCHAR)]
+Issuer = Annotated[str | None, Query(max_length=255, pattern=_VSCHAR)]
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -82,10 +88,10 @@ async def start_link(
 async def callback(
     provider: ProviderName,
     oidc: OidcSignInDep,
-    state: CallbackParam = None,
-    code: CallbackParam = None,
-    error: CallbackParam = None,
-    iss: CallbackParam = None,
+    state: State = None,
+    code: Code = None,
+    error: ProviderError = None,
+    iss: Issuer = None,
     browser: BrowserCookie = None,
 ) -> RedirectResponse:
     """Where the provider sends the browser back. Signed in: to the demo page with a one-time
