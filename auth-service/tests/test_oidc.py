@@ -466,3 +466,27 @@ async def test_no_log_record_holds_a_sign_in_secret(
     assert "/auth/oidc/forged/callback" in logged, "the check saw no log of the callback"
     leaked = [secret for secret in secrets if secret in logged]
     assert not leaked
+
+
+async def test_behind_https_the_flow_cookie_is_a_host_cookie(
+    database_url: str, real_issuer: str
+) -> None:
+    """__Host-: Secure, Path=/, no Domain, so a sibling subdomain cannot plant its own."""
+    settings = Settings(
+        database_url=database_url,
+        public_url="https://stack.example.com",
+        oidc_providers=[
+            OidcProvider(name="test", display_name="Test", issuer=real_issuer, client_id="c")
+        ],
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app), asgi_client(app, "https://auth") as client:
+        response = await client.post("/auth/oidc/test/start")
+    assert response.status_code == 200, response.text
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("__Host-oidc_browser=")
+    assert "Path=/;" in cookie
+    assert "Secure" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie
+    assert "Domain" not in cookie

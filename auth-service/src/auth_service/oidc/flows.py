@@ -34,10 +34,27 @@ from auth_service.oidc.provider import ProviderClient
 from auth_service.service import AuthService, TokenPair
 
 SIGN_IN_CODE_GRANT = "sign_in_code"
-# The cookie that ties a flow to the browser that began it (no login CSRF: a victim cannot be
-# made to finish an attacker's flow). Lax: it must come along on the provider's redirect.
-BROWSER_COOKIE = "oidc_browser"
-COOKIE_PATH = "/auth/oidc/"
+
+
+@dataclass(frozen=True)
+class FlowCookie:
+    """The cookie that ties a flow to the browser that began it (no login CSRF: a victim cannot
+    be made to finish an attacker's flow). HttpOnly; SameSite=Lax, since it must come along on
+    the provider's redirect."""
+
+    name: str
+    path: str
+    secure: bool
+
+
+def flow_cookie(public_url: str) -> FlowCookie:
+    if public_url.startswith("https://"):
+        # __Host-: Secure, path /, no Domain, so no sibling subdomain can plant one (it could
+        # plant its own flow's cookie in a victim's browser).
+        return FlowCookie("__Host-oidc_browser", "/", secure=True)
+    return FlowCookie("oidc_browser", "/auth/oidc/", secure=False)
+
+
 _BROWSER_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 _PROVIDER_ERROR = re.compile(r"[a-z_]{1,64}")
 

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Cookie, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.responses import RedirectResponse
 
 from auth_service import metrics
@@ -12,14 +12,22 @@ from auth_service.errors import (
     ProviderUnavailable,
     SignInFailed,
 )
-from auth_service.oidc.flows import BROWSER_COOKIE, COOKIE_PATH, Begun, OidcSignIn
+from auth_service.oidc.flows import Begun, OidcSignIn, flow_cookie
 from auth_service.schemas import AuthorizationOut, IdentityOut, ProviderOut
 from servicekit.errors import Conflict, ServiceError, error_responses
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 ProviderName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
-BrowserCookie = Annotated[str | None, Cookie(alias=BROWSER_COOKIE, max_length=64)]
+
+
+def browser_cookie(request: Request) -> str | None:
+    """The flow cookie this browser holds, if any (its name depends on PUBLIC_URL's scheme)."""
+    value = request.cookies.get(flow_cookie(request.app.state.settings.public_url).name)
+    return value if value is not None and len(value) <= 64 else None
+
+
+BrowserCookie = Annotated[str | None, Depends(browser_cookie)]
 # Printable ASCII (RFC 6749's VSCHAR), and short enough that the whole callback URL fits in the
 # gateway's 8 KiB request line even percent-encoded. Codes run to ~1 KiB at some providers.
 _VSCHAR = r"^[\x20-\x7e]*$"
@@ -38,14 +46,15 @@ async def list_providers(request: Request) -> Any:
 
 def _authorization(begun: Begun, oidc: OidcSignIn, response: Response) -> AuthorizationOut:
     response.headers.update(NO_STORE)
+    cookie = flow_cookie(oidc.settings.public_url)
     response.set_cookie(
-        BROWSER_COOKIE,
+        cookie.name,
         begun.browser_token,
         max_age=oidc.settings.oidc_flow_ttl_seconds,
-        path=COOKIE_PATH,
+        path=cookie.path,
         httponly=True,
         samesite="lax",
-        secure=oidc.settings.public_url.startswith("https://"),
+        secure=cookie.secure,
     )
     return AuthorizationOut(authorization_url=begun.authorization_url)
 
@@ -56,7 +65,7 @@ def _authorization(begun: Begun, oidc: OidcSignIn, response: Response) -> Author
     responses=error_responses(404, 422, 503),
 )
 async def start_sign_in(
-    provider: ProviderName, response: Response, oidc: OidcSignInDep, browser: BrowserCookie = None
+    provider: ProviderName, response: Response, oidc: OidcSignInDep, browser: BrowserCookie
 ) -> AuthorizationOut:
     """Begins a sign-in: the browser goes to `authorization_url`, and comes back to the
     callback with the cookie this answer sets."""
@@ -73,7 +82,7 @@ async def start_link(
     user: CurrentUser,
     response: Response,
     oidc: OidcSignInDep,
-    browser: BrowserCookie = None,
+    browser: BrowserCookie,
 ) -> AuthorizationOut:
     """Like `start`, for the signed-in user: the provider's account is linked to theirs."""
     return _authorization(await oidc.begin(provider, browser, link_user_id=user.id), oidc, response)
@@ -88,11 +97,11 @@ async def start_link(
 async def callback(
     provider: ProviderName,
     oidc: OidcSignInDep,
+    browser: BrowserCookie,
     state: State = None,
     code: Code = None,
     error: ProviderError = None,
     iss: Issuer = None,
-    browser: BrowserCookie = None,
 ) -> RedirectResponse:
     """Where the provider sends the browser back. Signed in: to the demo page with a one-time
     code in the fragment (`#sign-in=...`), which it exchanges at /auth/token (grant type
