@@ -113,7 +113,8 @@ class SecretsSeen:
 
 SECRETS_SEEN = SecretsSeen()
 # Query strings that carry secrets: realtime's tickets, an OpenID provider's code and our state.
-_SECRET_QUERY = re.compile(r"/(realtime|auth/oidc)/[^\s\"?]*\?")
+# (A service logs the decoded path, which may hold a `?` of its own: /auth/oidc/%3F/start.)
+_SECRET_QUERY = re.compile(r"/realtime/[^\s\"?]*\?|/auth/oidc/[^\s\"?]*\?[^\s\"]*(code|state)=")
 
 
 def log_leaks(logs: list[Path], secrets: set[str]) -> list[str]:
