@@ -44,6 +44,7 @@ class SecretsSeen:
         "access_token",
         "ticket",
         "token",  # one-time tokens: email verification, password reset
+        "code",  # one-time sign-in codes (an OpenID provider's sign-in)
     )
     _AUTH_PATHS = (
         "/auth/token",
@@ -81,19 +82,49 @@ class SecretsSeen:
         if response.request.url.path in self._ISSUING_PATHS and response.is_success:
             await response.aread()
             self._take(response.json())
+        if response.request.url.path.startswith("/auth/oidc/"):
+            await response.aread()
+            self.take_oidc(response.request.url, response)
+
+    def take_oidc(self, url: httpx.URL | str, response: httpx.Response | None = None) -> None:
+        """The secrets of a sign-in through an OpenID provider: the provider's code and our
+        state in the callback's query, state and nonce in the authorization URL we answer,
+        the one-time sign-in code in the fragment we redirect to."""
+        self.take_url(url)
+        if response is None:
+            return
+        if response.headers.get("content-type", "").startswith("application/json"):
+            with suppress(ValueError):
+                body = response.json()
+                if isinstance(body, dict) and isinstance(body.get("authorization_url"), str):
+                    self.take_url(body["authorization_url"])
+        self.take_url(response.headers.get("location", ""))
+
+    _URL_SECRETS = ("state", "nonce", "code", "sign-in")
+
+    def take_url(self, url: httpx.URL | str) -> None:
+        """The secrets in a URL's query and fragment (`a=b&c=d`)."""
+        parsed = httpx.URL(str(url))
+        for part in (parsed.query.decode(), parsed.fragment):
+            for name, value in parse_qsl(part):
+                if name in self._URL_SECRETS and len(value) >= 8:
+                    self.values.add(value)
 
 
 SECRETS_SEEN = SecretsSeen()
-_REALTIME_QUERY = re.compile(r"/realtime/[^\s\"?]*\?")
+# Query strings that carry secrets: realtime's tickets, an OpenID provider's code and our state.
+# (A service logs the decoded path, which may hold a `?` of its own: /auth/oidc/%3F/start.)
+_SECRET_QUERY = re.compile(r"/realtime/[^\s\"?]*\?|/auth/oidc/[^\s\"?]*\?[^\s\"]*(code|state)=")
 
 
 def log_leaks(logs: list[Path], secrets: set[str]) -> list[str]:
-    """Each log line that holds one of `secrets` or the query string of a /realtime/ URL."""
+    """Each log line that holds one of `secrets` or the query string of a /realtime/ or
+    /auth/oidc/ URL."""
     any_secret = re.compile("|".join(re.escape(secret) for secret in secrets))
     leaks = []
     for path in logs:
         for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
-            if any_secret.search(line) or _REALTIME_QUERY.search(line):
+            if any_secret.search(line) or _SECRET_QUERY.search(line):
                 leaks.append(f"{path.relative_to(ROOT)}:{number}: {line[:300]}")
     return leaks
 
@@ -174,18 +205,21 @@ def stack_config(
 ) -> StackConfig:
     """The launcher's stack on free ports, two realtime replicas, the test settings;
     `service_env` adds settings to every service's environment."""
+    ports = {
+        "gateway_port": free_port(),
+        "status_port": free_port(),
+        "auth_port": free_port(),
+        "api_port": free_port(),
+        "realtime_ports": [free_port(), free_port()],
+    }
     return StackConfig(
-        gateway_port=free_port(),
-        status_port=free_port(),
-        auth_port=free_port(),
-        api_port=free_port(),
-        realtime_ports=[free_port(), free_port()],
         database_url=database_url,
         run_dir=ROOT / "var" / f"{name}-{uuid.uuid4().hex[:6]}",
         # INFO: the log check must see every line a request can make a service write.
         # Small pools: several test stacks share one PostgreSQL.
         extra_env={"LOG_LEVEL": "INFO", "DB_POOL_SIZE": "3", **(service_env or {})},
-        **{**TEST_RATE_LIMITS, **settings},
+        # `settings` may name a port (a gateway URL an OpenID provider knows beforehand).
+        **{**ports, **TEST_RATE_LIMITS, **settings},
     )
 
 

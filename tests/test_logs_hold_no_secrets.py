@@ -1,7 +1,8 @@
 """Runs last (tests/conftest.py orders it): no log line written by a stack of this test run,
 services and nginx alike, holds a password, token, ticket or password hash that the run used,
-nor the query string of a /realtime/ URL. (The fault tests, which run beside the other
-end-to-end tests, check their own stacks' logs as they stop.)"""
+an OpenID sign-in's state, nonce, codes or client secret, nor the query string of a /realtime/
+or /auth/oidc/ URL. (The fault tests, which run beside the other end-to-end tests, check their
+own stacks' logs as they stop.)"""
 
 from pathlib import Path
 
@@ -23,10 +24,13 @@ def logs_of_this_run() -> list[Path]:
 
 
 async def stored_secrets(database_url: str) -> set[str]:
-    """Password hashes, and the hex of refresh-token hashes, as a log would show them."""
+    """Password hashes (an account made through an OpenID provider has none), and the hex of
+    refresh-token hashes, as a log would show them."""
     connection = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        hashes = await connection.fetch("SELECT password_hash FROM auth.users")
+        hashes = await connection.fetch(
+            "SELECT password_hash FROM auth.users WHERE password_hash IS NOT NULL"
+        )
         tokens = await connection.fetch(
             "SELECT encode(token_hash, 'hex') AS hex FROM auth.refresh_tokens"
         )

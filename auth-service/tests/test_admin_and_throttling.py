@@ -61,7 +61,7 @@ async def test_openid_configuration_points_at_the_keys_and_token_endpoint(
     assert config["issuer"] == settings.jwt_issuer
     assert config["jwks_uri"] == f"{settings.jwt_issuer}/.well-known/jwks.json"
     assert config["token_endpoint"] == f"{settings.jwt_issuer}/token"
-    assert config["grant_types_supported"] == ["password", "refresh_token"]
+    assert config["grant_types_supported"] == ["password", "refresh_token", "sign_in_code"]
     assert config["id_token_signing_alg_values_supported"] == ["RS256"]
 
 

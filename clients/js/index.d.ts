@@ -26,6 +26,20 @@ export interface User {
   created_at: string;
 }
 
+/** An OpenID provider configured on the stack. */
+export interface Provider {
+  name: string;
+  display_name: string;
+}
+
+/** A provider's account linked to the signed-in user's. */
+export interface LinkedProvider {
+  provider: string;
+  display_name: string;
+  email: string | null;
+  linked_at: string;
+}
+
 export type Role = "owner" | "editor" | "viewer";
 export type TaskStatus = "todo" | "doing" | "done";
 
@@ -114,6 +128,17 @@ export class StackClient {
   /** Logs in and returns the user; tokens stay in memory and are refreshed before they expire. */
   login(email: string, password: string): Promise<User>;
   logout(): Promise<void>;
+  /** The OpenID providers one can sign in with (no sign-in needed). */
+  providers(): Promise<Provider[]>;
+  /** The provider's authorization URL: send the browser there to sign in. */
+  startProviderSignIn(provider: string): Promise<string>;
+  /** Like `startProviderSignIn`, to link the provider to the signed-in account. */
+  linkProvider(provider: string): Promise<string>;
+  /** Signs in with the one-time code the provider's redirect put in `#sign-in=CODE`. */
+  completeSignIn(code: string): Promise<User>;
+  linkedProviders(): Promise<LinkedProvider[]>;
+  /** Refused (409 `last_sign_in_method`) when it is the account's only way to sign in. */
+  unlinkProvider(provider: string): Promise<null>;
   me(): Promise<User>;
   updateMe(changes: { displayName?: string; password?: string; currentPassword?: string }): Promise<User>;
   /** A new token pair now (concurrent calls share one request). */

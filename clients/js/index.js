@@ -115,6 +115,44 @@ export class StackClient extends Emitter {
     return this.me();
   }
 
+  // Sign-in through OpenID providers (docs/sign-in.md). In a browser: send the page to the URL
+  // that startProviderSignIn or linkProvider returns; the provider sends it back to
+  // PUBLIC_URL/#sign-in=CODE, and completeSignIn(CODE) signs this client in.
+
+  /** The configured providers: `[{name, display_name}]`. */
+  providers() {
+    return this.request("GET", "/auth/oidc/providers", { auth: false });
+  }
+
+  /** Where to send the browser to sign in with `provider`. */
+  async startProviderSignIn(provider) {
+    const path = `/auth/oidc/${encodeURIComponent(provider)}/start`;
+    return (await this.request("POST", path, { auth: false })).authorization_url;
+  }
+
+  /** Where to send the browser to link `provider` to the signed-in account. */
+  async linkProvider(provider) {
+    const path = `/auth/oidc/${encodeURIComponent(provider)}/link`;
+    return (await this.request("POST", path)).authorization_url;
+  }
+
+  /** Exchanges the one-time code from `#sign-in=CODE` for tokens; returns the user. */
+  async completeSignIn(code) {
+    const body = await this.request("POST", "/auth/token", {
+      form: { grant_type: "sign_in_code", code }, auth: false,
+    });
+    this.#setTokens(body);
+    return this.me();
+  }
+
+  linkedProviders() {
+    return this.request("GET", "/auth/users/me/providers");
+  }
+
+  unlinkProvider(provider) {
+    return this.request("DELETE", `/auth/users/me/providers/${encodeURIComponent(provider)}`);
+  }
+
   async logout() {
     const tokens = this.#tokens;
     this.#clearTokens();

@@ -125,6 +125,18 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
                 ((f"sum by (outcome) (rate(auth_logins_total[{R}]))", "{{outcome}}"),),
             ),
             Panel(
+                "Sign-ins by method and outcome",
+                "Sign-ins per second: password, or through an OpenID provider (oidc: success, "
+                "refused, conflict with an existing account, inactive, provider unavailable).",
+                "reqps",
+                (
+                    (
+                        f"sum by (method, outcome) (rate(auth_sign_ins_total[{R}]))",
+                        "{{method}} {{outcome}}",
+                    ),
+                ),
+            ),
+            Panel(
                 "Tokens issued",
                 "Token pairs issued per second, by grant type.",
                 "reqps",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests and the native stack need, and nothing that is already there: uv (pinned),
-# the Debian packages below, and the JavaScript client's locked packages (npm ci). Idempotent: on a
+# the Debian packages below, and the locked npm packages (npm ci). Idempotent: on a
 # machine that has everything it checks and returns in well under a second. `make test` and
 # `.ci/run` call it. Debian packages need root: without it, it names the command and stops.
 set -euo pipefail
@@ -73,10 +73,12 @@ if ! command -v uv >/dev/null 2>&1 || [[ $(uv --version) != "uv ${UV_VERSION}"* 
   fi
 fi
 
-# npm ci only when the lock file is newer than the last install.
-lock=clients/js/package-lock.json
-if [[ ! clients/js/node_modules/.installed-lock -nt $lock ]]; then
-  echo "prerequisites: npm ci in clients/js"
-  npm ci --prefix clients/js --no-audit --no-fund --no-update-notifier --loglevel=error
-  touch clients/js/node_modules/.installed-lock
-fi
+# npm ci only when the lock file is newer than the last install: the JavaScript client's, and the
+# OpenID provider the sign-in tests start (tests/oidc_provider, panva's oidc-provider).
+for dir in clients/js tests/oidc_provider; do
+  if [[ ! $dir/node_modules/.installed-lock -nt $dir/package-lock.json ]]; then
+    echo "prerequisites: npm ci in $dir"
+    npm ci --prefix "$dir" --no-audit --no-fund --no-update-notifier --loglevel=error
+    touch "$dir/node_modules/.installed-lock"
+  fi
+done

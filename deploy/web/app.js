@@ -26,11 +26,57 @@ client.on("signedOut", () => {
 });
 
 async function login(email, password) {
-  state.me = await client.login(email, password);
+  await signedIn(await client.login(email, password));
+}
+
+async function signedIn(me) {
+  state.me = me;
   $("#whoami").textContent = `${state.me.display_name} · ${state.me.id}`;
   $("#logout").hidden = false;
   renderUnverified();
-  await showBoards();
+  await Promise.all([showBoards(), renderAccount()]);
+}
+
+// Sign-in through OpenID providers: buttons for the configured ones; the provider sends the
+// browser back to #sign-in=CODE (a one-time code, exchanged at once; see followLink).
+
+const providers = client.providers().catch(() => []);
+
+async function renderProviders() {
+  $("#providers").replaceChildren(...(await providers).map(({ name, display_name }) =>
+    button(`Sign in with ${display_name}`, async () => {
+      location.assign(await client.startProviderSignIn(name));
+    })));
+}
+
+async function renderAccount() {
+  const linked = await client.linkedProviders();
+  $("#linked").replaceChildren(...linked.map((provider) => {
+    const item = document.createElement("li");
+    item.textContent = `${provider.display_name}${provider.email ? ` (${provider.email})` : ""} `;
+    item.dataset.provider = provider.provider;
+    item.append(button("Unlink", async () => {
+      await client.unlinkProvider(provider.provider);
+      await renderAccount();
+    }));
+    return item;
+  }));
+  const linkable = (await providers).filter(({ name }) => !linked.some((p) => p.provider === name));
+  $("#link-buttons").replaceChildren(...linkable.map(({ name, display_name }) =>
+    button(`Link ${display_name}`, async () => {
+      location.assign(await client.linkProvider(name));
+    })));
+  $("#account").hidden = false;
+}
+
+function button(label, handler) {
+  const element = document.createElement("button");
+  element.textContent = label;
+  element.addEventListener("click", () => {
+    showError("");
+    handler().catch((e) => showError(e.message));
+  });
+  return element;
 }
 
 function renderUnverified() {
@@ -48,6 +94,7 @@ function signedOut() {
   Object.assign(state, { me: null, board: null });
   $("#whoami").textContent = "";
   $("#logout").hidden = true;
+  $("#account").hidden = true;
   renderUnverified();
   show("#auth-view");
 }
@@ -58,20 +105,29 @@ function show(view) {
   }
 }
 
-// Links from mail: PUBLIC_URL/#verify-email=TOKEN and #reset-password=TOKEN (a fragment never
-// reaches a server or its logs). The token leaves the address bar at once, so that it stays
+// Links from mail: PUBLIC_URL/#verify-email=TOKEN and #reset-password=TOKEN; and the way back
+// from an OpenID provider, #sign-in=CODE (&linked=PROVIDER after a link). A fragment never
+// reaches a server or its logs; the token leaves the address bar at once, so that it stays
 // neither in the history nor on the screen.
-function followMailLink() {
-  const link = /^#(verify-email|reset-password)=([\w-]+)$/.exec(location.hash);
+function followLink() {
+  const link = /^#(verify-email|reset-password|sign-in)=([\w-]+)(?:&linked=([\w-]+))?$/.exec(location.hash);
   if (!link) return;
   history.replaceState(null, "", location.pathname + location.search);
-  const [, kind, token] = link;
-  if (kind === "verify-email") {
+  const [, kind, token, linked] = link;
+  if (kind === "sign-in") {
+    signInWithCode(token, linked).catch((e) => showError(e.message));
+  } else if (kind === "verify-email") {
     verifyEmail(token).catch((e) => showError(e.message));
   } else {
     state.resetToken = token;
     show("#reset-view");
   }
+}
+
+async function signInWithCode(code, linked) {
+  await signedIn(await client.completeSignIn(code));
+  const provider = (await providers).find(({ name }) => name === linked);
+  if (provider) showNotice(`${provider.display_name} is linked to your account.`);
 }
 
 async function verifyEmail(token) {
@@ -319,5 +375,6 @@ $("#verify-request").addEventListener("click", () => {
     .then(() => showNotice(`A verification link is on its way to ${state.me.email}.`))
     .catch((e) => showError(e.message));
 });
-window.addEventListener("hashchange", followMailLink);
-followMailLink();
+window.addEventListener("hashchange", followLink);
+followLink();
+renderProviders();

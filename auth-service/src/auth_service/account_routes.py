@@ -10,6 +10,7 @@ from auth_service.dependencies import AuthServiceDep, CurrentUser
 from auth_service.errors import TooManyRequests
 from auth_service.mail import MailRequest
 from auth_service.models import User
+from auth_service.oidc.flows import SIGN_IN_CODE_GRANT
 from auth_service.schemas import (
     AdminUserUpdate,
     ForgotPasswordRequest,
@@ -99,7 +100,7 @@ async def openid_configuration(request: Request) -> OpenIdConfiguration:
         issuer=issuer,
         jwks_uri=f"{issuer}/.well-known/jwks.json",
         token_endpoint=f"{issuer}/token",
-        grant_types_supported=["password", "refresh_token"],
+        grant_types_supported=["password", "refresh_token", SIGN_IN_CODE_GRANT],
         response_types_supported=["token"],
         subject_types_supported=["public"],
         id_token_signing_alg_values_supported=["RS256"],

@@ -1,8 +1,52 @@
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from servicekit.settings import ServiceSettings
+
+ProviderName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
+# Plain HTTP only to this machine: a test provider, or a development one.
+_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class OidcProvider(BaseModel):
+    """One external OpenID Connect provider (OIDC_PROVIDERS is a JSON list of these)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # In URLs (/auth/oidc/<name>/...) and in the redirect URI registered at the provider.
+    name: ProviderName
+    display_name: Annotated[str, Field(min_length=1, max_length=64)]
+    # Exactly as the provider's discovery document and ID tokens spell it.
+    issuer: str
+    client_id: Annotated[str, Field(min_length=1)]
+    # A confidential client's secret, read from a file; none for a public client (PKCE alone).
+    client_secret_file: Path | None = None
+    scopes: list[str] = ["openid", "email", "profile"]
+
+    @field_validator("issuer")
+    @classmethod
+    def https_issuer(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "https" and not (
+            parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS
+        ):
+            raise ValueError("the issuer must be an https URL (http only for this machine)")
+        if parts.query or parts.fragment:
+            raise ValueError("the issuer has no query or fragment")
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def openid_scope(cls, value: list[str]) -> list[str]:
+        return value if "openid" in value else ["openid", *value]
+
+    def client_secret(self) -> str | None:
+        if self.client_secret_file is None:
+            return None
+        return self.client_secret_file.read_text().strip()
 
 
 class Settings(ServiceSettings):
@@ -56,6 +100,31 @@ class Settings(ServiceSettings):
     reset_token_ttl_seconds: int = 30 * 60
     # One message of a kind per account per this interval, however often it is asked for.
     mail_cooldown_seconds: int = 60
+
+    # External OpenID Connect providers, a JSON list (docs/sign-in.md).
+    oidc_providers: list[OidcProvider] = Field(default_factory=list)
+    # How long a browser may take at the provider (state, nonce and PKCE verifier live this
+    # long), and how long the one-time code the demo page exchanges for tokens lives.
+    oidc_flow_ttl_seconds: int = Field(default=600, ge=30, le=3600)
+    sign_in_code_ttl_seconds: int = Field(default=60, ge=5, le=600)
+    # Clock skew allowed on an ID token's exp and iat; bounded, so a token long expired
+    # never passes.
+    oidc_leeway_seconds: int = Field(default=60, ge=0, le=300)
+    oidc_http_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # A provider's JWKS is refetched when an ID token names a kid it lacks (key rotation), at
+    # most this often, so forged kids cannot make us hammer the provider.
+    oidc_jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
+
+    @field_validator("oidc_providers")
+    @classmethod
+    def unique_names(cls, value: list[OidcProvider]) -> list[OidcProvider]:
+        names = [provider.name for provider in value]
+        if len(set(names)) != len(names):
+            raise ValueError("provider names must be unique")
+        return value
+
+    def oidc_provider(self, name: str) -> OidcProvider | None:
+        return next((p for p in self.oidc_providers if p.name == name), None)
 
     def configured_signing_key(self) -> str | None:
         if self.signing_key_file is not None:

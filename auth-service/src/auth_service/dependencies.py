@@ -3,6 +3,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from auth_service.models import User
+from auth_service.oidc.flows import OidcSignIn
 from auth_service.service import AuthService
 from servicekit.db import SessionDep
 from servicekit.security import CurrentClaims
@@ -21,3 +22,13 @@ async def current_user(claims: CurrentClaims, auth: AuthServiceDep) -> User:
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def get_oidc_sign_in(
+    request: Request, session: SessionDep, auth: AuthServiceDep
+) -> OidcSignIn:
+    state = request.app.state
+    return OidcSignIn(session, state.settings, state.oidc_providers, auth)
+
+
+OidcSignInDep = Annotated[OidcSignIn, Depends(get_oidc_sign_in)]

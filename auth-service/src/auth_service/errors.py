@@ -1,4 +1,4 @@
-from servicekit.errors import Conflict, Forbidden, ServiceError
+from servicekit.errors import Conflict, Forbidden, NotFound, ServiceError
 
 
 class EmailTaken(Conflict):
@@ -54,3 +54,55 @@ class LoginThrottled(OAuthError):
     def __init__(self, retry_after: int) -> None:
         super().__init__("too_many_attempts", "Too many failed attempts: retry later")
         self.retry_after = retry_after
+
+
+class UnknownProvider(NotFound):
+    error = "unknown_provider"
+    default_detail = "No sign-in provider of this name is configured"
+
+
+class ProviderUnavailable(ServiceError):
+    """The OpenID provider did not answer, or answered with a server error: retry later."""
+
+    status_code = 503
+    error = "provider_unavailable"
+    default_detail = "The sign-in provider is unreachable: retry later"
+    retry_after = 30
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"Retry-After": str(self.retry_after)})
+
+
+class SignInFailed(ServiceError):
+    """A provider's answer that must not sign anyone in: the detail says what was wrong."""
+
+    status_code = 400
+    error = "sign_in_failed"
+    default_detail = "The sign-in could not be completed"
+
+
+class AccountExists(Conflict):
+    error = "account_exists"
+    default_detail = (
+        "An account with this email exists: sign in to it and link the provider from the account"
+    )
+
+
+class IdentityTaken(Conflict):
+    error = "identity_taken"
+    default_detail = "This provider account is already linked to another account"
+
+
+class ProviderAlreadyLinked(Conflict):
+    error = "provider_already_linked"
+    default_detail = "Another account of this provider is linked already: unlink it first"
+
+
+class LastSignInMethod(Conflict):
+    error = "last_sign_in_method"
+    default_detail = "This is the account's only way to sign in: set a password or link another"
+
+
+class AccountInactive(Forbidden):
+    error = "account_inactive"
+    default_detail = "The account is deactivated"

@@ -1,5 +1,5 @@
 """Rows whose time has passed are deleted, so that the tables every failed login, lookup and
-mailed link adds to stay small. Any replica may run it: the deletes are idempotent."""
+mailed link or sign-in adds to stay small. Any replica may run it: the deletes are idempotent."""
 
 import asyncio
 import logging
@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, or_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth_service.config import Settings
-from auth_service.models import ActionToken, LoginThrottle, LookupBudget
+from auth_service.models import ActionToken, LoginThrottle, LookupBudget, OidcFlow, SignInCode
 from auth_service.throttle import LOOKUP_WINDOW
 from servicekit.outage import is_database_unavailable, outage
 from servicekit.supervisor import Heartbeat
@@ -35,6 +35,9 @@ async def prune(sessionmaker: async_sessionmaker[AsyncSession], settings: Settin
             delete(LookupBudget).where(LookupBudget.window_started_at < func.now() - LOOKUP_WINDOW)
         )
         await session.execute(delete(ActionToken).where(ActionToken.expires_at < func.now()))
+        # Sign-ins begun at a provider and never finished, and sign-in codes never exchanged.
+        await session.execute(delete(OidcFlow).where(OidcFlow.expires_at < func.now()))
+        await session.execute(delete(SignInCode).where(SignInCode.expires_at < func.now()))
 
 
 async def prune_periodically(

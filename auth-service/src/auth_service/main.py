@@ -10,6 +10,8 @@ from auth_service.housekeeping import prune_periodically
 from auth_service.keys import SigningKeys
 from auth_service.lifecycle import prepare_mail
 from auth_service.mail import Mailer
+from auth_service.oidc import routes as oidc_routes
+from auth_service.oidc.flows import OidcProviders
 from auth_service.passwords import PasswordHasher
 from servicekit.app import create_service_app
 from servicekit.db import CONNECTION_ERRORS, Database
@@ -31,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = database
         app.state.signing_keys = signing_keys
         app.state.passwords = PasswordHasher(settings)
+        app.state.oidc_providers = OidcProviders(settings)
         mailer = Mailer(settings, partial(prepare_mail, database.sessionmaker, settings))
         mailer.start(loops)
         app.state.mailer = mailer
@@ -50,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await loops.stop()
+            await app.state.oidc_providers.close()
             await database.dispose()
 
     return create_service_app(
@@ -57,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Registration, OAuth2 password login, rotating refresh tokens, JWKS.",
         prefix="/auth",
         settings=settings,
-        routers=[routes.router, routes.token_router, account_routes.router],
+        routers=[routes.router, routes.token_router, account_routes.router, oidc_routes.router],
         lifespan=lifespan,
     )
 

@@ -10,8 +10,10 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
+    UniqueConstraint,
     false,
     func,
     true,
@@ -36,7 +38,8 @@ class User(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     email: Mapped[str] = mapped_column(String(254))
     display_name: Mapped[str] = mapped_column(String(100))
-    password_hash: Mapped[str] = mapped_column(Text)
+    # None for an account created through an OpenID provider until a password is set (reset).
+    password_hash: Mapped[str | None] = mapped_column(Text)
     is_admin: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, server_default=true(), default=True)
     email_verified: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
@@ -124,3 +127,56 @@ class LookupBudget(Base):
     )
     window_started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     lookups: Mapped[int] = mapped_column(Integer)
+
+
+class ProviderIdentity(Base):
+    """An account at an OpenID provider (issuer + subject), linked to one of ours."""
+
+    __tablename__ = "provider_identities"
+    __table_args__ = (
+        # An identity belongs to at most one account...
+        PrimaryKeyConstraint("issuer", "subject"),
+        # ... and an account links at most one identity per provider.
+        UniqueConstraint("user_id", "provider"),
+    )
+
+    issuer: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(32))
+    email: Mapped[str | None] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class OidcFlow(Base):
+    """An authorization request sent to a provider and not yet answered. Keyed by the hash of
+    `state`; the callback deletes it, so it is used once, on whichever replica."""
+
+    __tablename__ = "oidc_flows"
+
+    state_hash: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    # The hash of the cookie set in the browser that began the flow: only it may finish it.
+    browser_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    nonce_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    # Sent to the provider's token endpoint, so kept as it is; it lives minutes.
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    provider: Mapped[str] = mapped_column(String(32))
+    # Set when a signed-in user links the provider; None for a sign-in.
+    link_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SignInCode(Base):
+    """A one-time code for a sign-in that happened elsewhere (the provider's redirect), handed
+    to the browser in a URL fragment and exchanged at /auth/token. Kept as a hash."""
+
+    __tablename__ = "sign_in_codes"
+
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    method: Mapped[str] = mapped_column(String(40))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

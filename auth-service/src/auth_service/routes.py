@@ -8,8 +8,9 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from auth_service.dependencies import AuthServiceDep, CurrentUser
+from auth_service.dependencies import AuthServiceDep, CurrentUser, OidcSignInDep
 from auth_service.errors import LoginThrottled, OAuthError, invalid_request
+from auth_service.oidc.flows import SIGN_IN_CODE_GRANT
 from auth_service.schemas import (
     JwksResponse,
     LogoutRequest,
@@ -99,12 +100,15 @@ async def register(body: RegisterRequest, auth: AuthServiceDep) -> Any:
 async def token(
     response: Response,
     auth: AuthServiceDep,
+    oidc: OidcSignInDep,
     grant_type: OptionalFormField = None,
     username: OptionalFormField = None,
     password: OptionalFormField = None,
     refresh_token: OptionalFormField = None,
+    code: OptionalFormField = None,
 ) -> TokenResponse:
-    """OAuth2 token endpoint: `password` grant (username is the email) or `refresh_token`."""
+    """OAuth2 token endpoint: `password` grant (username is the email), `refresh_token`, or
+    `sign_in_code` (the one-time `code` of a sign-in through an OpenID provider)."""
     response.headers.update(NO_STORE)
     if grant_type == "password":
         if not username or password is None:
@@ -114,10 +118,15 @@ async def token(
         if not refresh_token:
             raise invalid_request("refresh_token is required")
         pair = await auth.refresh(refresh_token)
+    elif grant_type == SIGN_IN_CODE_GRANT:
+        if not code:
+            raise invalid_request("code is required")
+        pair = await oidc.redeem_sign_in_code(code)
     elif not grant_type:
         raise invalid_request("grant_type is required")
     else:
-        raise OAuthError("unsupported_grant_type", "Supported: password, refresh_token")
+        supported = f"password, refresh_token, {SIGN_IN_CODE_GRANT}"
+        raise OAuthError("unsupported_grant_type", f"Supported: {supported}")
     return TokenResponse(
         access_token=pair.access_token,
         expires_in=pair.expires_in,

@@ -102,3 +102,21 @@ class ForgotPasswordRequest(StrictModel):
 class ResetPasswordRequest(StrictModel):
     token: OneTimeToken
     password: Password
+
+
+class ProviderOut(BaseModel):
+    name: str
+    display_name: str
+
+
+class AuthorizationOut(BaseModel):
+    """Where the browser goes to sign in at the provider."""
+
+    authorization_url: str
+
+
+class IdentityOut(BaseModel):
+    provider: str
+    display_name: str
+    email: str | None
+    linked_at: datetime

@@ -96,7 +96,7 @@ class AuthService:
         retry_after = await self.throttling.locked_for(throttle_key)
         if retry_after is not None:
             # Answered before any hashing, and the same for addresses with no account.
-            metrics.LOGINS.labels(outcome="throttled").inc()
+            metrics.count_password_login("throttled")
             raise LoginThrottled(retry_after)
         user = await self._authenticate(email, password)
         if user is None:
@@ -109,19 +109,23 @@ class AuthService:
             # Attempts sent together all pass the check above before the first failure is
             # counted: those that finish after the lockout began are refused like later ones,
             # whether their password was right or not.
-            metrics.LOGINS.labels(outcome="throttled").inc()
+            metrics.count_password_login("throttled")
             raise LoginThrottled(retry_after)
         if user is None:
-            metrics.LOGINS.labels(outcome="invalid_credentials").inc()
+            metrics.count_password_login("invalid_credentials")
             raise invalid_grant()
         if not user.is_active:
-            metrics.LOGINS.labels(outcome="inactive").inc()
+            metrics.count_password_login("inactive")
             raise invalid_grant("The account is deactivated")
-        login_session = LoginSession(id=uuid.uuid4(), user_id=user.id)
+        metrics.count_password_login("success")
+        return await self.start_session(user.id, grant="password")
+
+    async def start_session(self, user_id: uuid.UUID, *, grant: str) -> TokenPair:
+        """A new session for a user who has just proved who they are, and its first tokens."""
+        login_session = LoginSession(id=uuid.uuid4(), user_id=user_id)
         self.session.add(login_session)
         await self.session.flush()
-        metrics.LOGINS.labels(outcome="success").inc()
-        return await self._issue(user.id, login_session.id, grant="password")
+        return await self._issue(user_id, login_session.id, grant=grant)
 
     async def _authenticate(self, email: str, password: str) -> User | None:
         if len(email) > MAX_EMAIL_CHARS or len(password) > MAX_PASSWORD_CHARS:
@@ -130,7 +134,8 @@ class AuthService:
         user = await self.session.scalar(
             select(User).where(func.lower(User.email) == func.lower(email))
         )
-        if user is None:
+        if user is None or user.password_hash is None:
+            # An account made through an OpenID provider has no password until one is set.
             await self.passwords.verify_dummy(password)
             return None
         matches, updated_hash = await self.passwords.verify(password, user.password_hash)
@@ -200,7 +205,10 @@ class AuthService:
             user.display_name = request.display_name
         if request.password is not None:
             assert request.current_password is not None  # the schema requires it
-            matches, _ = await self.passwords.verify(request.current_password, user.password_hash)
+            matches = (
+                user.password_hash is not None
+                and (await self.passwords.verify(request.current_password, user.password_hash))[0]
+            )
             if not matches:
                 raise WrongCurrentPassword()
             user.password_hash = await self.passwords.hash(request.password)

@@ -5,6 +5,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, cast
+from urllib.parse import quote
 
 import httpx
 
@@ -104,6 +105,38 @@ class AsyncStackClient:
         form = {"grant_type": "password", "username": email, "password": password}
         self._set_tokens(await self.request("POST", "/auth/token", form=form, auth=False))
         return await self.me()
+
+    # Sign-in through OpenID providers (docs/sign-in.md): a browser goes to the URL that
+    # `start_provider_sign_in` or `link_provider` returns and comes back to
+    # PUBLIC_URL/#sign-in=CODE; `complete_sign_in(CODE)` signs this client in.
+
+    async def providers(self) -> list[JSON]:
+        """The configured providers: `[{name, display_name}]`."""
+        return cast(list[JSON], await self.request("GET", "/auth/oidc/providers", auth=False))
+
+    async def start_provider_sign_in(self, provider: str) -> str:
+        """The provider's authorization URL, to sign in with it."""
+        path = f"/auth/oidc/{quote(provider, safe='')}/start"
+        body = await self.request_object("POST", path, auth=False)
+        return str(body["authorization_url"])
+
+    async def link_provider(self, provider: str) -> str:
+        """The provider's authorization URL, to link it to the signed-in account."""
+        body = await self.request_object("POST", f"/auth/oidc/{quote(provider, safe='')}/link")
+        return str(body["authorization_url"])
+
+    async def complete_sign_in(self, code: str) -> JSON:
+        """Exchanges the one-time code of `#sign-in=CODE` for tokens; returns the user."""
+        form = {"grant_type": "sign_in_code", "code": code}
+        self._set_tokens(await self.request("POST", "/auth/token", form=form, auth=False))
+        return await self.me()
+
+    async def linked_providers(self) -> list[JSON]:
+        return cast(list[JSON], await self.request("GET", "/auth/users/me/providers"))
+
+    async def unlink_provider(self, provider: str) -> None:
+        """Refused (409 `last_sign_in_method`) when it is the account's only way to sign in."""
+        await self.request("DELETE", f"/auth/users/me/providers/{quote(provider, safe='')}")
 
     async def logout(self) -> None:
         tokens = self._tokens

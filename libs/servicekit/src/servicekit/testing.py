@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 from cryptography.hazmat.primitives import hashes, serialization
@@ -152,6 +154,66 @@ async def uvicorn_process(
     """`uvicorn_service` for callers that need only its base URL."""
     async with uvicorn_service(app, env, port=port, ready_path=ready_path) as service:
         yield service.url
+
+
+@asynccontextmanager
+async def node_oidc_provider(
+    script: Path, *, client_id: str, client_secret: str, redirect_uris: Sequence[str]
+) -> AsyncIterator[str]:
+    """A real OpenID provider (panva's oidc-provider, `script` is tests/oidc_provider's
+    provider.js) on a free port, with one confidential client; yields its issuer once its
+    discovery document answers."""
+    port = free_port()
+    env = {
+        "PORT": str(port),
+        "CLIENT_ID": client_id,
+        "CLIENT_SECRET": client_secret,
+        "REDIRECT_URIS": ",".join(redirect_uris),
+    }
+    with _open_log("oidc-provider", port) as log:
+        process = await asyncio.create_subprocess_exec(
+            "node", str(script), env={**os.environ, **env}, stdout=log, stderr=log
+        )
+        issuer = f"http://127.0.0.1:{port}"
+        try:
+            await _wait_until_ready(process, f"{issuer}/.well-known/openid-configuration", log)
+            yield issuer
+        finally:
+            if process.returncode is None:
+                process.terminate()
+                await process.wait()
+
+
+_FORM_ACTION = re.compile(r'<form[^>]*action="([^"]+)"')
+
+
+async def through_provider_pages(authorization_url: str, login: str, redirect_uri: str) -> str:
+    """What a browser does at the provider: its login page (any password), then its consent
+    page; returns the URL the provider sends the browser back to (the callback's)."""
+    async with httpx.AsyncClient(timeout=10) as browser:
+        response = await browser.get(authorization_url)
+        for _ in range(10):
+            location = response.headers.get("location")
+            if location is not None:
+                url: str = urljoin(str(response.url), location)
+                if url.startswith(redirect_uri):
+                    return url
+                response = await browser.get(url)
+                continue
+            assert response.status_code == 200, response.text
+            found = _FORM_ACTION.search(response.text)
+            assert found, response.text
+            action = urljoin(str(response.url), found.group(1))
+            if 'name="login"' in response.text:
+                form = {"prompt": "login", "login": login, "password": "any password"}
+            else:
+                form = {"prompt": "consent"}
+            response = await browser.post(action, data=form)
+    raise AssertionError("the provider never redirected back")
+
+
+def query_of(url: str) -> dict[str, str]:
+    return {name: values[0] for name, values in parse_qs(urlsplit(url).query).items()}
 
 
 READY_TIMEOUT_SECONDS = 15.0

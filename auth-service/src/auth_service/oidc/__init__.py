@@ -1,0 +1,1 @@
+"""Sign-in through external OpenID Connect providers (docs/sign-in.md)."""
