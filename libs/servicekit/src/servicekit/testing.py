@@ -216,7 +216,9 @@ def query_of(url: str) -> dict[str, str]:
     return {name: values[0] for name, values in parse_qs(urlsplit(url).query).items()}
 
 
-READY_TIMEOUT_SECONDS = 15.0
+# Generous: a process that dies is reported at once (its exit is checked on every poll), and on a
+# machine shared with other work a healthy start has taken over 15 s.
+READY_TIMEOUT_SECONDS = 60.0
 
 
 async def _wait_until_ready(process: asyncio.subprocess.Process, url: str, log: IO[bytes]) -> None:
