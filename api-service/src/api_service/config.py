@@ -3,7 +3,10 @@ from servicekit.settings import ServiceSettings
 
 class Settings(ServiceSettings):
     service_name: str = "api-service"
+    # Where auth-service publishes its signing keys; fetched at start and on an unknown `kid`.
     jwks_url: str = "http://127.0.0.1:8001/auth/.well-known/jwks.json"
+    # How long events stay in the log: the furthest back a client can resume from (older
+    # cursors get a reset). Pruned every `event_prune_interval_seconds`.
     event_retention_seconds: int = 7 * 24 * 3600
     event_prune_interval_seconds: int = 300
     # The event sequencer (eventlog.sequencer): one replica at a time holds a lease of this

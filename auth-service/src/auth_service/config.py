@@ -51,7 +51,10 @@ class OidcProvider(BaseModel):
 
 class Settings(ServiceSettings):
     service_name: str = "auth-service"
+    # How long an access token is valid; it cannot be revoked before, only refused by the
+    # resource servers' revocation list (`revocation_window_seconds` must cover it).
     access_token_ttl_seconds: int = 15 * 60
+    # How long an unused refresh token stays valid; each use rotates it.
     refresh_token_ttl_seconds: int = 30 * 24 * 3600
     # Production: the RS256 private key in PEM, from a file (preferred) or the environment.
     # With neither, a development key is generated once and kept in the database.
@@ -110,6 +113,8 @@ class Settings(ServiceSettings):
     # Clock skew allowed on an ID token's exp and iat; bounded, so a token long expired
     # never passes.
     oidc_leeway_seconds: int = Field(default=60, ge=0, le=300)
+    # The most a call to a provider (discovery, JWKS, token endpoint) may take; past it the
+    # sign-in answers 503 with Retry-After.
     oidc_http_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     # A provider's JWKS is refetched when an ID token names a kid it lacks (key rotation), at
     # most this often, so forged kids cannot make us hammer the provider.

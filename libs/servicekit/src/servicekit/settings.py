@@ -9,8 +9,12 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
+    # The name on every log line and metric of the process.
     service_name: str = "service"
+    # The level of the process's JSON log lines (DEBUG, INFO, WARNING, ERROR).
     log_level: str = "INFO"
+    # The PostgreSQL database, as an SQLAlchemy URL with the asyncpg driver; each service
+    # keeps to its own schema in it (docs/contract.md).
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/stack"
     # A fixed pool: overflow connections are opened and closed under load, and a connection
     # costs a TLS handshake; past the pool, requests wait for a connection instead. Sized for
@@ -19,9 +23,13 @@ class ServiceSettings(BaseSettings):
     # 60-90 ms at a higher rate). The stack's five processes hold at most 50 of PostgreSQL's
     # default 100.
     db_pool_size: int = 10
+    # Connections opened past `db_pool_size` under load (see above: none).
     db_max_overflow: int = 0
+    # The `iss` of the access tokens: auth's public URL (its path /auth behind the gateway).
     jwt_issuer: str = "http://127.0.0.1:8080/auth"
+    # The `aud` of the access tokens, which every resource server requires.
     jwt_audience: str = "stack"
+    # Clock skew allowed on `exp`, `nbf` and `iat` when verifying a token.
     jwt_leeway_seconds: int = 30
     # How long a resource server remembers a revoked user (from the event log): as long as a
     # token issued before the revocation could verify, i.e. auth's access-token lifetime plus
