@@ -353,7 +353,11 @@ def test_secret_settings_come_from_their_secrets_and_must_be_settings() -> None:
             }
         }
     )
-    auth = next(o for o in objects if o["metadata"]["name"] == f"{FULLNAME}-auth")
+    auth = next(
+        o
+        for o in objects
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == f"{FULLNAME}-auth"
+    )
     env = env_of(auth["spec"]["template"]["spec"]["containers"][0])
     assert env["SIGNING_KEY_PEM"] == {"secretKeyRef": {"name": "stack-keys", "key": "private.pem"}}
     assert variables_settings_ignore(objects)["auth"] == {"SMTP_PASWORD"}
@@ -424,10 +428,18 @@ def test_the_gateway_gets_exactly_the_template_variables_as_in_compose() -> None
     env = env_of(container)
     assert set(env) - {"NGINX_ENVSUBST_OUTPUT_DIR"} == set(TEMPLATE_VARIABLES)
     compose_env = compose()["services"]["nginx"]["environment"]
-    for name in ("GATEWAY_LISTEN", "STATUS_LISTEN", "RUN_DIR", "ERROR_LOG", "ACCESS_LOG"):
+    for name in ("GATEWAY_LISTEN", "RUN_DIR", "ERROR_LOG", "ACCESS_LOG"):
         assert env[name] == compose_env[name], name
+    # stub_status: in compose the exporter is another container, on the internal network; in
+    # the chart it sits beside nginx in the pod, so nginx keeps the status page on loopback.
+    assert env["STATUS_LISTEN"] == f"127.0.0.1:{compose_env['STATUS_LISTEN']}"
+    pod = find("every-opt-in", "Deployment", f"{FULLNAME}-gateway")["spec"]["template"]["spec"]
+    exporter = next(c for c in pod["containers"] if c["name"] == "exporter")
+    assert exporter["args"] == [f"--nginx.scrape-uri=http://{env['STATUS_LISTEN']}/stub_status"]
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    assert ports == {"http": int(env["GATEWAY_LISTEN"]), "status": int(env["STATUS_LISTEN"])}
+    assert ports == {"http": int(env["GATEWAY_LISTEN"])}
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/", "port": "http"}, probe
     (published,) = compose()["services"]["nginx"]["ports"]
     assert published.rsplit(":", 1)[1] == str(ports["http"])
     assert default_of(compose()["services"]["nginx"]["image"]) == container["image"]
@@ -611,14 +623,12 @@ def test_replicas_and_nats_come_from_values() -> None:
     assert "NATS_URL" not in env_of(service_container(value_set, "auth"))
 
 
-def test_defaults_leave_every_opt_in_off() -> None:
+def test_defaults_leave_every_opt_in_off_and_the_network_policies_on() -> None:
     kinds = {obj["kind"] for obj in rendered("defaults")}
-    assert not kinds & {
-        "HorizontalPodAutoscaler",
-        "Ingress",
-        "NetworkPolicy",
-        "ServiceMonitor",
-    }
+    assert not kinds & {"HorizontalPodAutoscaler", "Ingress", "ServiceMonitor"}
+    policies = {o["metadata"]["name"] for o in rendered("defaults") if o["kind"] == "NetworkPolicy"}
+    expected = {"auth", "api", "realtime", "gateway", "migrations"}
+    assert policies == {f"{FULLNAME}-{name}" for name in expected}
     gateway = find("defaults", "Service", f"{FULLNAME}-gateway")["spec"]
     assert gateway["type"] == "ClusterIP"
     assert "externalTrafficPolicy" not in gateway
