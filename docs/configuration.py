@@ -33,6 +33,11 @@ defaults for the native stack: production sets at least `DATABASE_URL`, `PUBLIC_
 `JWT_ISSUER` and the signing key (docker-compose.yml and the Helm chart's values show how).
 Settings used only by the tests (docs/testing.md) are listed with the rest: each defaults to
 its production value.
+
+Any setting can also come from a file: `<NAME>_FILE=/path` sets `<NAME>` to the file's content
+(setting both is refused). The Helm chart passes the database URL and every `secretSettings`
+entry this way, from Secrets mounted as files, so that no secret sits in a process's
+environment.
 """
 
 

@@ -318,10 +318,11 @@ def test_service_monitors_select_the_services_and_their_ports() -> None:
 
 def variables_settings_ignore(value_set_objects: list[Manifest]) -> dict[str, set[str]]:
     """For each service, the environment variables the chart gives it that its settings class
-    (or uvicorn) does not read."""
+    (or uvicorn) does not read; `<NAME>_FILE` is read for every setting (servicekit.settings)."""
     ignored: dict[str, set[str]] = {}
     for name, (settings_class, _) in SERVICES.items():
-        known = {field.upper() for field in settings_class.model_fields} | UVICORN_VARIABLES
+        fields = {field.upper() for field in settings_class.model_fields}
+        known = fields | {f"{field}_FILE" for field in fields} | UVICORN_VARIABLES
         deployment = next(
             obj
             for obj in value_set_objects
@@ -358,15 +359,27 @@ def test_secret_settings_come_from_their_secrets_and_must_be_settings() -> None:
         for o in objects
         if o["kind"] == "Deployment" and o["metadata"]["name"] == f"{FULLNAME}-auth"
     )
-    env = env_of(auth["spec"]["template"]["spec"]["containers"][0])
-    assert env["SIGNING_KEY_PEM"] == {"secretKeyRef": {"name": "stack-keys", "key": "private.pem"}}
-    assert variables_settings_ignore(objects)["auth"] == {"SMTP_PASWORD"}
+    pod = auth["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = env_of(container)
+    # A file, never the value in the environment (servicekit.settings reads `<NAME>_FILE`).
+    assert env["SIGNING_KEY_PEM_FILE"] == "/etc/stack/secrets/signing_key_pem/value"
+    assert env["DATABASE_URL_FILE"] == "/etc/stack/database/url"
+    assert not any(isinstance(value, dict) for value in env.values())
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    pem = volumes[mounts["/etc/stack/secrets/signing_key_pem"]]["secret"]
+    assert pem["secretName"] == "stack-keys"
+    assert pem["items"] == [{"key": "private.pem", "path": "value"}]
+    url = volumes[mounts["/etc/stack/database"]]["secret"]
+    assert url["items"] == [{"key": "url", "path": "url"}]
+    assert variables_settings_ignore(objects)["auth"] == {"SMTP_PASWORD_FILE"}
 
 
 def test_settings_from_values_reach_the_services_typed(monkeypatch: pytest.MonkeyPatch) -> None:
     realtime = env_of(service_container("every-opt-in", "realtime"))
     for key, value in realtime.items():
-        if isinstance(value, str):  # not the references to Secrets
+        if not key.endswith("_FILE"):  # secrets, mounted from Secrets the test has not got
             monkeypatch.setenv(key, value)
     settings = RealtimeSettings()
     assert settings.heartbeat_seconds == 20
@@ -387,6 +400,9 @@ def test_services_get_every_setting_compose_gives_them(name: str) -> None:
     # Compose's SMTP server is its development mail catcher; the chart has none, and takes the
     # operator's relay from auth.settings.
     compose_settings = set(compose()["services"][name]["environment"]) & settings
+    # Secrets come as files in the chart (`<NAME>_FILE`), as values in compose's development
+    # environment.
+    given_with_nats |= {variable.removesuffix("_FILE") for variable in given_with_nats}
     assert compose_settings - {"SMTP_HOST", "SMTP_PORT"} <= given_with_nats
     assert "FORWARDED_ALLOW_IPS" in given
 
@@ -678,7 +694,9 @@ def test_migrations_run_before_install_and_upgrade_in_order_with_each_image() ->
     assert [c["name"] for c in steps] == ["migrate-auth", "migrate-api", "migrate-realtime"]
     for step, name in zip(steps, SERVICES, strict=True):
         assert step["image"] == f"registry.example.com/stack/{name}-service:1.2.3"
-        assert set(env_of(step)) == {"DATABASE_URL"}  # all servicekit.migrate reads
+        assert env_of(step) == {"DATABASE_URL_FILE": "/etc/stack/database/url"}
+        mounts = {m["mountPath"]: m["name"] for m in step["volumeMounts"]}
+        assert mounts["/etc/stack/database"] == "database-url"
         dockerfile = (ROOT / f"{name}-service" / "Dockerfile").read_text()
         assert f"COPY {name}-service/migrations /app/migrations" in dockerfile
         # The same migrations as the image runs before it serves (api's: then the log's).

@@ -77,11 +77,8 @@ http://{{ include "stack.fullname" . }}-auth:{{ include "stack.port" "auth" }}/a
 {{- $name := index . 1 -}}
 - name: SERVICE_NAME
   value: {{ printf "%s-service" $name }}
-- name: DATABASE_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ $root.Values.database.existingSecret }}
-      key: {{ $root.Values.database.urlKey }}
+- name: DATABASE_URL_FILE
+  value: /etc/stack/database/url
 - name: JWT_ISSUER
   value: {{ printf "%s/auth" (trimSuffix "/" $root.Values.publicUrl) | quote }}
 - name: JWT_AUDIENCE
@@ -95,11 +92,45 @@ http://{{ include "stack.fullname" . }}-auth:{{ include "stack.port" "auth" }}/a
   value: {{ if kindIs "string" $value }}{{ $value | quote }}{{ else }}{{ $value | toJson | quote }}{{ end }}
 {{- end }}
 {{- range $setting, $ref := (index $root.Values $name "secretSettings") }}
-- name: {{ upper $setting }}
-  valueFrom:
-    secretKeyRef:
-      name: {{ $ref.secret }}
-      key: {{ $ref.key }}
+- name: {{ upper $setting }}_FILE
+  value: {{ printf "/etc/stack/secrets/%s/value" $setting }}
+{{- end }}
+{{- end -}}
+
+{{/* Secrets reach the services as files (servicekit.settings: `<NAME>_FILE`), never as
+environment variables, which every child process inherits and /proc/<pid>/environ shows:
+the database URL, and each of the service's secretSettings. (list $ "auth") */}}
+{{- define "stack.secretMounts" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+- name: database-url
+  mountPath: /etc/stack/database
+  readOnly: true
+{{- range $setting, $ref := (index $root.Values $name "secretSettings") }}
+- name: {{ printf "secret-%s" ($setting | replace "_" "-") }}
+  mountPath: {{ printf "/etc/stack/secrets/%s" $setting }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "stack.secretVolumes" -}}
+{{- $root := index . 0 -}}
+{{- $name := index . 1 -}}
+- name: database-url
+  secret:
+    secretName: {{ $root.Values.database.existingSecret }}
+    items:
+      - key: {{ $root.Values.database.urlKey }}
+        path: url
+    defaultMode: 0440
+{{- range $setting, $ref := (index $root.Values $name "secretSettings") }}
+- name: {{ printf "secret-%s" ($setting | replace "_" "-") }}
+  secret:
+    secretName: {{ $ref.secret }}
+    items:
+      - key: {{ $ref.key }}
+        path: value
+    defaultMode: 0440
 {{- end }}
 {{- end -}}
 
@@ -113,11 +144,8 @@ http://{{ include "stack.fullname" . }}-auth:{{ include "stack.port" "auth" }}/a
   imagePullPolicy: {{ $root.Values.image.pullPolicy }}
   command: ["python", "-m", "servicekit.migrate", "/app/migrations"{{ if eq $name "api" }}, "/app/eventlog-migrations"{{ end }}]
   env:
-    - name: DATABASE_URL
-      valueFrom:
-        secretKeyRef:
-          name: {{ $root.Values.database.existingSecret }}
-          key: {{ $root.Values.database.urlKey }}
+    - name: DATABASE_URL_FILE
+      value: /etc/stack/database/url
   resources:
     {{- toYaml $root.Values.migrations.resources | nindent 4 }}
   securityContext:
@@ -125,6 +153,9 @@ http://{{ include "stack.fullname" . }}-auth:{{ include "stack.port" "auth" }}/a
   volumeMounts:
     - name: tmp
       mountPath: /tmp
+    - name: database-url
+      mountPath: /etc/stack/database
+      readOnly: true
 {{- end -}}
 
 {{/* Egress to DNS, wherever the cluster's resolver is. */}}

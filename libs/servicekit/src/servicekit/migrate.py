@@ -1,13 +1,14 @@
 """`python -m servicekit.migrate MIGRATIONS_DIR...`: create the database if it is missing, then
-bring each service's schema to its newest revision. The URL comes from DATABASE_URL."""
+bring each service's schema to its newest revision. The URL comes from DATABASE_URL (or a file
+named by DATABASE_URL_FILE)."""
 
 import asyncio
-import os
 import sys
 from pathlib import Path
 
 from servicekit.db import ensure_database
 from servicekit.migrations import upgrade
+from servicekit.settings import ServiceSettings
 
 
 async def main(migration_dirs: list[Path], database_url: str) -> None:
@@ -21,4 +22,5 @@ async def main(migration_dirs: list[Path], database_url: str) -> None:
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit("usage: python -m servicekit.migrate MIGRATIONS_DIR...")
-    asyncio.run(main([Path(arg) for arg in sys.argv[1:]], os.environ["DATABASE_URL"]))
+    # DATABASE_URL or DATABASE_URL_FILE, as the services read it.
+    asyncio.run(main([Path(arg) for arg in sys.argv[1:]], ServiceSettings().database_url))

@@ -1,4 +1,40 @@
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+
+class SettingsFromFiles(PydanticBaseSettingsSource):
+    """`<NAME>_FILE=/path` sets the setting `<NAME>` to the file's content (without the final
+    newline): how secrets mounted as files (Kubernetes Secrets, Docker secrets) reach a service,
+    so that they are not in its environment, where every child process inherits them and
+    /proc/<pid>/environ shows them."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        variable = field_name.upper()
+        path = os.environ.get(f"{variable}_FILE")
+        if path is None:
+            return None, field_name, False
+        if variable in os.environ:
+            raise ValueError(f"set {variable} or {variable}_FILE, not both")
+        return Path(path).read_text().removesuffix("\n"), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            value, _, _ = self.get_field_value(field, field_name)
+            if value is None:
+                continue
+            if self.field_is_complex(field):  # JSON, as in the environment
+                value = self.decode_complex_value(field_name, field, value)
+            values[field_name] = value
+        return values
 
 
 class ServiceSettings(BaseSettings):
@@ -8,6 +44,18 @@ class ServiceSettings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        files = SettingsFromFiles(settings_cls)
+        return init_settings, env_settings, files, dotenv_settings, file_secret_settings
 
     # The name on every log line and metric of the process.
     service_name: str = "service"
