@@ -1,6 +1,6 @@
 """Passkeys against a software authenticator of the test's own: real ES256 keys, real CBOR,
 real signatures, so that every check py_webauthn and the service make can be made to fail.
-(In Chromium, with the DevTools' virtual authenticator: see docs/sign-in.md's open items.)"""
+(In Chromium, with the DevTools' virtual authenticator: tests/test_passkeys_in_chromium.py.)"""
 
 import base64
 import hashlib
