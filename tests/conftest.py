@@ -45,6 +45,7 @@ class SecretsSeen:
         "ticket",
         "token",  # one-time tokens: email verification, password reset
         "code",  # one-time sign-in codes (an OpenID provider's sign-in)
+        "challenge",  # WebAuthn challenges (passkeys)
     )
     _AUTH_PATHS = (
         "/auth/token",
@@ -54,7 +55,13 @@ class SecretsSeen:
         "/auth/email/verify",
         "/auth/password/reset",
     )
-    _ISSUING_PATHS = ("/auth/token", "/realtime/tickets")
+    _ISSUING_PATHS = (
+        "/auth/token",
+        "/realtime/tickets",
+        "/auth/passkeys/register/options",
+        "/auth/passkeys/sign-in/options",
+        "/auth/passkeys/sign-in",
+    )
 
     def __init__(self) -> None:
         self.values: set[str] = {PASSWORD}

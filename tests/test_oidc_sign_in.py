@@ -12,6 +12,7 @@ import pytest
 from playwright.async_api import Browser, Page, Request, Response, expect
 
 from servicekit.testing import free_port, node_oidc_provider, query_of, through_provider_pages
+from stack_client import AsyncStackClient, StackError
 
 from .conftest import (
     PASSWORD,
@@ -204,3 +205,28 @@ async def test_refused_flows_through_the_gateway_are_json_errors(
     conflict = await gateway.get(back.removeprefix(oidc_stack.base_url))
     assert conflict.status_code == 409, conflict.text
     assert conflict.json()["error"] == "account_exists"
+
+
+async def test_the_python_client_signs_in_links_and_unlinks(
+    oidc_stack: OidcStack, gateway: httpx.AsyncClient
+) -> None:
+    """The Python client's calls; its HTTP client keeps the flow's cookie as a browser would."""
+    async with AsyncStackClient(oidc_stack.base_url, http=gateway) as client:
+        assert [p["name"] for p in await client.providers()] == ["test", "down"]
+        login = f"python-{uuid.uuid4().hex[:8]}"
+        url = await client.start_provider_sign_in("test")
+        back = await through_provider_pages(url, login, oidc_stack.redirect_uri)
+        redirected = await gateway.get(back.removeprefix(oidc_stack.base_url))
+        code = redirected.headers["location"].split("#sign-in=", 1)[1]
+        me = await client.complete_sign_in(code)
+        assert me["display_name"] == login
+        assert [p["provider"] for p in await client.linked_providers()] == ["test"]
+        with pytest.raises(StackError) as refused:
+            await client.unlink_provider("test")
+        assert refused.value.status == 409
+        assert refused.value.error == "last_sign_in_method"
+        with pytest.raises(StackError) as unavailable:
+            await client.link_provider("down")
+        assert unavailable.value.status == 503
+        assert unavailable.value.retry_after
+        await client.logout()

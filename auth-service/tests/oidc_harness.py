@@ -115,9 +115,12 @@ async def forged_provider() -> AsyncIterator[ForgedProvider]:
             Route("/token", token, methods=["POST"]),
         ]
     )
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    # log_config=None: uvicorn would otherwise reconfigure the process's logging (its loggers
+    # stop propagating), which tests that run later in this worker read.
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, log_level="warning", lifespan="off"
     )
+    server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     for _ in range(500):
         if server.started:

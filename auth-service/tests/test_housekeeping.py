@@ -56,3 +56,35 @@ async def test_prune_deletes_expired_rows_and_keeps_live_ones(
     assert await count_rows(app, tokens, hashes=[b"live" * 8]) == 1
     budget = "SELECT count(*) FROM auth.lookup_budget WHERE user_id = :user"
     assert await count_rows(app, budget, user=account.id) == 0
+
+
+async def test_prune_deletes_unfinished_sign_in_flows_and_codes_once_expired(
+    app: FastAPI, settings: Settings, account: Account
+) -> None:
+    expired, live = os.urandom(32), os.urandom(32)
+    async with app.state.db.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO auth.oidc_flows (state_hash, browser_hash, nonce_hash,"
+                " code_verifier, provider, expires_at) VALUES"
+                " (:expired, :x, :x, 'v', 'p', now() - interval '1 second'),"
+                " (:live, :x, :x, 'v', 'p', now() + interval '10 minutes')"
+            ),
+            {"expired": expired, "live": live, "x": b"x"},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO auth.sign_in_codes (code_hash, user_id, method, expires_at) VALUES"
+                " (:expired, :user, 'oidc:p', now() - interval '1 second'),"
+                " (:live, :user, 'oidc:p', now() + interval '1 minute')"
+            ),
+            {"expired": expired, "live": live, "user": account.id},
+        )
+
+    await prune(app.state.db.sessionmaker, settings)
+
+    flows = "SELECT count(*) FROM auth.oidc_flows WHERE state_hash = ANY(:hashes)"
+    codes = "SELECT count(*) FROM auth.sign_in_codes WHERE code_hash = ANY(:hashes)"
+    for query in (flows, codes):
+        assert await count_rows(app, query, hashes=[expired]) == 0
+        assert await count_rows(app, query, hashes=[live]) == 1

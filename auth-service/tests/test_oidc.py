@@ -490,3 +490,37 @@ async def test_behind_https_the_flow_cookie_is_a_host_cookie(
     assert "HttpOnly" in cookie
     assert "SameSite=lax" in cookie
     assert "Domain" not in cookie
+
+
+def sign_ins(metrics_text: str, outcome: str) -> float:
+    prefix = f'auth_sign_ins_total{{method="oidc",outcome="{outcome}"}} '
+    line = next(line for line in metrics_text.splitlines() if line.startswith(prefix))
+    return float(line.removeprefix(prefix))
+
+
+async def test_a_deactivated_account_gets_no_session_and_outcomes_are_counted(
+    browser: httpx.AsyncClient, oidc_app: FastAPI
+) -> None:
+    before = (await browser.get("/metrics")).text
+    email = unique_email()
+    tokens = await sign_in(browser, email)
+    user_id = str((await me(browser, tokens))["id"])
+    # A code issued before the deactivation is worth nothing after it.
+    url = await begin(browser)
+    code = await sign_in_code(
+        await callback(browser, await through_provider_pages(url, email, REDIRECT_URI))
+    )
+    async with oidc_app.state.db.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE auth.users SET is_active = false WHERE id = :id"),
+            {"id": uuid.UUID(user_id)},
+        )
+    late = await redeem(browser, code)
+    assert late.status_code == 400
+    assert late.json()["error"] == "invalid_grant"
+    url = await begin(browser)
+    response = await callback(browser, await through_provider_pages(url, email, REDIRECT_URI))
+    refused(response, 403, "account_inactive")
+    after = (await browser.get("/metrics")).text
+    assert sign_ins(after, "success") - sign_ins(before, "success") == 2
+    assert sign_ins(after, "inactive") - sign_ins(before, "inactive") == 1

@@ -40,6 +40,13 @@ export interface LinkedProvider {
   linked_at: string;
 }
 
+export interface Passkey {
+  id: string;
+  name: string;
+  created_at: string;
+  last_used_at: string | null;
+}
+
 export type Role = "owner" | "editor" | "viewer";
 export type TaskStatus = "todo" | "doing" | "done";
 
@@ -139,6 +146,17 @@ export class StackClient {
   linkedProviders(): Promise<LinkedProvider[]>;
   /** Refused (409 `last_sign_in_method`) when it is the account's only way to sign in. */
   unlinkProvider(provider: string): Promise<null>;
+  /** Options for `PublicKeyCredential.parseCreationOptionsFromJSON` (signed in). */
+  passkeyRegistrationOptions(): Promise<Record<string, unknown>>;
+  /** Registers the created credential (its `toJSON()`) under `name`. */
+  registerPasskey(name: string, credential: unknown): Promise<Passkey>;
+  /** Options for `PublicKeyCredential.parseRequestOptionsFromJSON`. */
+  passkeySignInOptions(): Promise<Record<string, unknown>>;
+  /** Signs in with the assertion (its `toJSON()`); returns the user. */
+  signInWithPasskey(credential: unknown): Promise<User>;
+  passkeys(): Promise<Passkey[]>;
+  /** Refused (409 `last_sign_in_method`) when it is the account's only way to sign in. */
+  deletePasskey(passkeyId: string): Promise<null>;
   me(): Promise<User>;
   updateMe(changes: { displayName?: string; password?: string; currentPassword?: string }): Promise<User>;
   /** A new token pair now (concurrent calls share one request). */

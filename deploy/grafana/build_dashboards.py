@@ -126,8 +126,9 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
             ),
             Panel(
                 "Sign-ins by method and outcome",
-                "Sign-ins per second: password, or through an OpenID provider (oidc: success, "
-                "refused, conflict with an existing account, inactive, provider unavailable).",
+                "Sign-ins per second: password, passkey, or through an OpenID provider (oidc: "
+                "success, refused, conflict with an existing account, inactive, provider "
+                "unavailable).",
                 "reqps",
                 (
                     (

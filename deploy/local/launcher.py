@@ -114,6 +114,10 @@ class StackConfig:
     token_rate: str = "5r/s"
     register_rate: str = "2r/s"
     mail_rate: str = "1r/s"
+    # Where browsers reach the gateway (auth's PUBLIC_URL: mail links, the OpenID callback, the
+    # passkeys' relying party); default the gateway's own address. Passkeys need a host name:
+    # WebAuthn takes no IP address as a relying party (http://localhost:<port> then).
+    public_url: str | None = None
     # How long a process may take to become ready (several importing at once on a loaded
     # machine can take longer than the default; benchmarks give more).
     ready_within: float = 30.0
@@ -248,7 +252,7 @@ class NativeStack:
         jwks = f"http://127.0.0.1:{config.auth_port}/auth/.well-known/jwks.json"
         bus_env = await self._start_nats() if config.nats else {}
         mail_env = await self._start_mail_catcher() if config.catches_mail else {}
-        auth_env = {"PUBLIC_URL": config.gateway_url, **mail_env}
+        auth_env = {"PUBLIC_URL": config.public_url or config.gateway_url, **mail_env}
         self._service("auth", "auth_service.main:app", config.auth_port, auth_env)
         await self._wait_ready(config.auth_port)
         api_env = {"JWKS_URL": jwks, **bus_env}

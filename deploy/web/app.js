@@ -43,10 +43,42 @@ async function signedIn(me) {
 const providers = client.providers().catch(() => []);
 
 async function renderProviders() {
-  $("#providers").replaceChildren(...(await providers).map(({ name, display_name }) =>
+  $("#providers").append(...(await providers).map(({ name, display_name }) =>
     button(`Sign in with ${display_name}`, async () => {
       location.assign(await client.startProviderSignIn(name));
     })));
+}
+
+// Passkeys: the browser's WebAuthn API, with the options the stack sends as JSON.
+
+async function signInWithPasskey() {
+  const options = await client.passkeySignInOptions();
+  const credential = await navigator.credentials.get({
+    publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options),
+  });
+  await signedIn(await client.signInWithPasskey(credential.toJSON()));
+}
+
+async function addPasskey(name) {
+  const options = await client.passkeyRegistrationOptions();
+  const credential = await navigator.credentials.create({
+    publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options),
+  });
+  await client.registerPasskey(name, credential.toJSON());
+  await renderAccount();
+}
+
+async function renderPasskeys() {
+  $("#passkeys").replaceChildren(...(await client.passkeys()).map((passkey) => {
+    const item = document.createElement("li");
+    item.textContent = `${passkey.name} `;
+    item.dataset.passkey = passkey.id;
+    item.append(button("Delete", async () => {
+      await client.deletePasskey(passkey.id);
+      await renderPasskeys();
+    }));
+    return item;
+  }));
 }
 
 async function renderAccount() {
@@ -66,6 +98,7 @@ async function renderAccount() {
     button(`Link ${display_name}`, async () => {
       location.assign(await client.linkProvider(name));
     })));
+  await renderPasskeys();
   $("#account").hidden = false;
 }
 
@@ -95,6 +128,7 @@ function signedOut() {
   $("#whoami").textContent = "";
   $("#logout").hidden = true;
   $("#account").hidden = true;
+  $("#account").open = false;
   renderUnverified();
   show("#auth-view");
 }
@@ -333,6 +367,9 @@ onSubmit("#auth-form", async (data, submitter) => {
   if (submitter && submitter.value === "register") await client.register(email, password);
   await login(email, password);
 });
+onSubmit("#passkey-form", async (data) => {
+  await addPasskey(data.get("name"));
+});
 onSubmit("#forgot-form", async (data) => {
   await client.request("POST", "/auth/password/forgot", {
     json: { email: data.get("email") }, auth: false,
@@ -365,6 +402,10 @@ onSubmit("#member-form", async (data) => {
 onSubmit("#chat-form", async (data) => {
   state.room.publish(`board:${state.board.id}`, { chat: data.get("text") });
   appendChat(state.me.display_name, data.get("text"));  // the server does not echo to the sender
+});
+$("#passkey-sign-in").addEventListener("click", () => {
+  showError("");
+  signInWithPasskey().catch((e) => showError(e.message));
 });
 $("#back").addEventListener("click", () => showBoards().catch((e) => showError(e.message)));
 $("#logout").addEventListener("click", () => logout());

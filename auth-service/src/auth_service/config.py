@@ -120,6 +120,10 @@ class Settings(ServiceSettings):
     # most this often, so forged kids cannot make us hammer the provider.
     oidc_jwks_min_refresh_seconds: float = Field(default=30.0, ge=0)
 
+    # Passkeys (WebAuthn): a challenge is good for this long, once. The relying party is
+    # PUBLIC_URL: its host is the RP ID, its origin the only origin accepted.
+    passkey_challenge_ttl_seconds: int = Field(default=300, ge=30, le=1800)
+
     @field_validator("oidc_providers")
     @classmethod
     def unique_names(cls, value: list[OidcProvider]) -> list[OidcProvider]:

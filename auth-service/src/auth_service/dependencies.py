@@ -4,6 +4,7 @@ from fastapi import Depends, Request
 
 from auth_service.models import User
 from auth_service.oidc.flows import OidcSignIn
+from auth_service.passkeys import Passkeys
 from auth_service.service import AuthService
 from servicekit.db import SessionDep
 from servicekit.security import CurrentClaims
@@ -32,3 +33,10 @@ async def get_oidc_sign_in(
 
 
 OidcSignInDep = Annotated[OidcSignIn, Depends(get_oidc_sign_in)]
+
+
+async def get_passkeys(request: Request, session: SessionDep, auth: AuthServiceDep) -> Passkeys:
+    return Passkeys(session, request.app.state.settings, auth)
+
+
+PasskeysDep = Annotated[Passkeys, Depends(get_passkeys)]

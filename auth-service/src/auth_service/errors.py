@@ -106,3 +106,21 @@ class LastSignInMethod(Conflict):
 class AccountInactive(Forbidden):
     error = "account_inactive"
     default_detail = "The account is deactivated"
+
+
+class PasskeyRefused(ServiceError):
+    """A WebAuthn response that must not register a passkey or sign anyone in."""
+
+    status_code = 400
+    error = "passkey_refused"
+    default_detail = "The passkey response was refused"
+
+
+class PasskeyTaken(Conflict):
+    error = "passkey_taken"
+    default_detail = "This passkey is registered already"
+
+
+class UnknownPasskey(NotFound):
+    error = "unknown_passkey"
+    default_detail = "No such passkey on this account"

@@ -9,7 +9,14 @@ from sqlalchemy import delete, func, or_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from auth_service.config import Settings
-from auth_service.models import ActionToken, LoginThrottle, LookupBudget, OidcFlow, SignInCode
+from auth_service.models import (
+    ActionToken,
+    LoginThrottle,
+    LookupBudget,
+    OidcFlow,
+    SignInCode,
+    WebAuthnChallenge,
+)
 from auth_service.throttle import LOOKUP_WINDOW
 from servicekit.outage import is_database_unavailable, outage
 from servicekit.supervisor import Heartbeat
@@ -38,6 +45,9 @@ async def prune(sessionmaker: async_sessionmaker[AsyncSession], settings: Settin
         # Sign-ins begun at a provider and never finished, and sign-in codes never exchanged.
         await session.execute(delete(OidcFlow).where(OidcFlow.expires_at < func.now()))
         await session.execute(delete(SignInCode).where(SignInCode.expires_at < func.now()))
+        await session.execute(
+            delete(WebAuthnChallenge).where(WebAuthnChallenge.expires_at < func.now())
+        )
 
 
 async def prune_periodically(

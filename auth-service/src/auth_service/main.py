@@ -4,7 +4,7 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from auth_service import account_routes, routes
+from auth_service import account_routes, passkey_routes, routes
 from auth_service.config import Settings
 from auth_service.housekeeping import prune_periodically
 from auth_service.keys import SigningKeys
@@ -61,7 +61,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Registration, OAuth2 password login, rotating refresh tokens, JWKS.",
         prefix="/auth",
         settings=settings,
-        routers=[routes.router, routes.token_router, account_routes.router, oidc_routes.router],
+        routers=[
+            routes.router,
+            routes.token_router,
+            account_routes.router,
+            oidc_routes.router,
+            passkey_routes.router,
+        ],
         lifespan=lifespan,
     )
 

@@ -8,10 +8,13 @@ REFRESH_REUSE_DETECTED = Counter(
 )
 
 SIGN_INS = Counter(
-    "auth_sign_ins", "Sign-ins by method (password, oidc) and outcome", ["method", "outcome"]
+    "auth_sign_ins",
+    "Sign-ins by method (password, oidc, passkey) and outcome",
+    ["method", "outcome"],
 )
 PASSWORD_OUTCOMES = ("success", "invalid_credentials", "throttled", "inactive")
 OIDC_OUTCOMES = ("success", "refused", "conflict", "inactive", "unavailable")
+PASSKEY_OUTCOMES = ("success", "refused")
 
 
 def count_password_login(outcome: str) -> None:
@@ -30,7 +33,9 @@ for outcome in PASSWORD_OUTCOMES:
     SIGN_INS.labels(method="password", outcome=outcome)
 for outcome in OIDC_OUTCOMES:
     SIGN_INS.labels(method="oidc", outcome=outcome)
-for grant in ("password", "refresh_token", "sign_in_code"):
+for outcome in PASSKEY_OUTCOMES:
+    SIGN_INS.labels(method="passkey", outcome=outcome)
+for grant in ("password", "refresh_token", "sign_in_code", "passkey"):
     TOKENS_ISSUED.labels(grant=grant)
 for kind in ("verify", "reset"):
     for outcome in ("sent", "failed", "dropped", "disabled"):

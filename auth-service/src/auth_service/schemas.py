@@ -1,6 +1,6 @@
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, EmailStr, Field, StringConstraints, ValidationInfo, field_validator
 
@@ -120,3 +120,28 @@ class IdentityOut(BaseModel):
     display_name: str
     email: str | None
     linked_at: datetime
+
+
+PasskeyName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    Field(json_schema_extra={"pattern": VISIBLE_TEXT_PATTERN}),
+]
+
+
+class PasskeyRegistration(StrictModel):
+    name: PasskeyName
+    # The PublicKeyCredential from navigator.credentials.create(), as JSON (toJSON()).
+    credential: dict[str, Any]
+
+
+class PasskeySignIn(StrictModel):
+    # The PublicKeyCredential from navigator.credentials.get(), as JSON.
+    credential: dict[str, Any]
+
+
+class PasskeyOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None

@@ -22,7 +22,6 @@ from auth_service.errors import (
     AccountExists,
     AccountInactive,
     IdentityTaken,
-    LastSignInMethod,
     ProviderAlreadyLinked,
     SignInFailed,
     UnknownProvider,
@@ -32,6 +31,7 @@ from auth_service.models import OidcFlow, ProviderIdentity, SignInCode, User
 from auth_service.oidc.id_token import VerifiedIdentity, hash_secret, verify_id_token
 from auth_service.oidc.provider import ProviderClient
 from auth_service.service import AuthService, TokenPair
+from auth_service.sign_in_ways import ensure_another_way
 
 SIGN_IN_CODE_GRANT = "sign_in_code"
 
@@ -320,13 +320,10 @@ class OidcSignIn:
         return list(rows)
 
     async def unlink(self, user: User, name: str) -> None:
-        # Locks the account: two unlinks at once must not both see another way to sign in.
-        await self.session.execute(select(User.id).where(User.id == user.id).with_for_update())
         identities = await self.identities(user.id)
         if not any(identity.provider == name for identity in identities):
             raise UnknownProvider("No account of this provider is linked")
-        if user.password_hash is None and len(identities) == 1:
-            raise LastSignInMethod()
+        await ensure_another_way(self.session, user)
         await self.session.execute(
             delete(ProviderIdentity).where(
                 ProviderIdentity.user_id == user.id, ProviderIdentity.provider == name

@@ -138,6 +138,34 @@ class AsyncStackClient:
         """Refused (409 `last_sign_in_method`) when it is the account's only way to sign in."""
         await self.request("DELETE", f"/auth/users/me/providers/{quote(provider, safe='')}")
 
+    # Passkeys (WebAuthn): the options are the JSON a browser's
+    # PublicKeyCredential.parse*OptionsFromJSON takes; credentials go back as their toJSON().
+
+    async def passkey_registration_options(self) -> JSON:
+        return await self.request_object("POST", "/auth/passkeys/register/options")
+
+    async def register_passkey(self, name: str, credential: JSON) -> JSON:
+        body = {"name": name, "credential": credential}
+        return await self.request_object("POST", "/auth/passkeys", json=body)
+
+    async def passkey_sign_in_options(self) -> JSON:
+        return await self.request_object("POST", "/auth/passkeys/sign-in/options", auth=False)
+
+    async def sign_in_with_passkey(self, credential: JSON) -> JSON:
+        """Signs in with a passkey assertion; returns the user."""
+        body = {"credential": credential}
+        self._set_tokens(
+            await self.request("POST", "/auth/passkeys/sign-in", json=body, auth=False)
+        )
+        return await self.me()
+
+    async def passkeys(self) -> list[JSON]:
+        return cast(list[JSON], await self.request("GET", "/auth/users/me/passkeys"))
+
+    async def delete_passkey(self, passkey_id: str) -> None:
+        """Refused (409 `last_sign_in_method`) when it is the account's only way to sign in."""
+        await self.request("DELETE", f"/auth/users/me/passkeys/{quote(passkey_id, safe='')}")
+
     async def logout(self) -> None:
         tokens = self._tokens
         self._clear_tokens()

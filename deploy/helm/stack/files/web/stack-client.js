@@ -153,6 +153,38 @@ export class StackClient extends Emitter {
     return this.request("DELETE", `/auth/users/me/providers/${encodeURIComponent(provider)}`);
   }
 
+  // Passkeys (WebAuthn). The options are JSON for PublicKeyCredential.parseCreationOptionsFromJSON
+  // and parseRequestOptionsFromJSON; the credentials go back as their toJSON().
+
+  passkeyRegistrationOptions() {
+    return this.request("POST", "/auth/passkeys/register/options");
+  }
+
+  registerPasskey(name, credential) {
+    return this.request("POST", "/auth/passkeys", { json: { name, credential } });
+  }
+
+  passkeySignInOptions() {
+    return this.request("POST", "/auth/passkeys/sign-in/options", { auth: false });
+  }
+
+  /** Signs in with a passkey assertion; returns the user. */
+  async signInWithPasskey(credential) {
+    const body = await this.request("POST", "/auth/passkeys/sign-in", {
+      json: { credential }, auth: false,
+    });
+    this.#setTokens(body);
+    return this.me();
+  }
+
+  passkeys() {
+    return this.request("GET", "/auth/users/me/passkeys");
+  }
+
+  deletePasskey(passkeyId) {
+    return this.request("DELETE", `/auth/users/me/passkeys/${encodeURIComponent(passkeyId)}`);
+  }
+
   async logout() {
     const tokens = this.#tokens;
     this.#clearTokens();
