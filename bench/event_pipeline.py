@@ -145,28 +145,36 @@ async def writers_phase(seconds: int, rounds: int) -> list[dict[str, Any]]:
 
 
 @asynccontextmanager
+async def stack_on(
+    name: str, url: str, nodes: int = 1, nats: bool = False
+) -> AsyncIterator[NativeStack]:
+    """A native stack on free ports over the database at `url`, quiet logs, stopped on exit."""
+    config = StackConfig(
+        gateway_port=free_port(),
+        status_port=free_port(),
+        auth_port=free_port(),
+        api_port=free_port(),
+        realtime_ports=[free_port() for _ in range(nodes)],
+        database_url=url,
+        run_dir=ROOT / "var" / f"{name}-{uuid.uuid4().hex[:6]}",
+        extra_env={"LOG_LEVEL": "WARNING"},
+        nats=nats,
+        nats_port=free_port(),
+        ready_within=180,
+    )
+    native = NativeStack(config)
+    try:
+        await native.start()
+        yield native
+    finally:
+        native.stop()
+        shutil.rmtree(config.run_dir, ignore_errors=True)
+
+
+@asynccontextmanager
 async def stack(name: str, nodes: int, nats: bool) -> AsyncIterator[NativeStack]:
-    async with fresh_database(name, []) as url:
-        config = StackConfig(
-            gateway_port=free_port(),
-            status_port=free_port(),
-            auth_port=free_port(),
-            api_port=free_port(),
-            realtime_ports=[free_port() for _ in range(nodes)],
-            database_url=url,
-            run_dir=ROOT / "var" / f"{name}-{uuid.uuid4().hex[:6]}",
-            extra_env={"LOG_LEVEL": "WARNING"},
-            nats=nats,
-            nats_port=free_port(),
-            ready_within=180,
-        )
-        native = NativeStack(config)
-        try:
-            await native.start()
-            yield native
-        finally:
-            native.stop()
-            shutil.rmtree(config.run_dir, ignore_errors=True)
+    async with fresh_database(name, []) as url, stack_on(name, url, nodes, nats) as native:
+        yield native
 
 
 async def sign_up(base_url: str) -> tuple[str, str]:

@@ -24,13 +24,9 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import statistics
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,16 +36,15 @@ import asyncpg
 import httpx
 import uvloop
 
-from bench.event_pipeline import Subscriber, percentile, sign_up
+from bench.event_pipeline import Subscriber, percentile, sign_up, stack_on
 from eventlog.tables import INBOX, LEASE, LOG
 from servicekit.db import asyncpg_dsn
 from servicekit.migrate import main as migrate
 from servicekit.pgcluster import Cluster, own_cluster
-from servicekit.testing import free_port
 
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT / "deploy" / "local"))
-from launcher import MIGRATIONS, NativeStack, StackConfig  # noqa: E402
+from launcher import MIGRATIONS, NativeStack  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 PLOTS = ROOT / "bench" / "plots"
@@ -187,28 +182,6 @@ class Soaked:
     arrivals: dict[int, list[float]] = field(default_factory=dict)
     samples: list[dict[str, float]] = field(default_factory=list)
     statement_minutes: list[dict[str, float]] = field(default_factory=list)
-
-
-@asynccontextmanager
-async def stack_on(name: str, url: str) -> AsyncIterator[NativeStack]:
-    config = StackConfig(
-        gateway_port=free_port(),
-        status_port=free_port(),
-        auth_port=free_port(),
-        api_port=free_port(),
-        realtime_ports=[free_port()],
-        database_url=url,
-        run_dir=ROOT / "var" / f"soak-{name}-{uuid.uuid4().hex[:6]}",
-        extra_env={"LOG_LEVEL": "WARNING"},
-        ready_within=180,
-    )
-    native = NativeStack(config)
-    try:
-        await native.start()
-        yield native
-    finally:
-        native.stop()
-        shutil.rmtree(config.run_dir, ignore_errors=True)
 
 
 async def write(soaked: Soaked, token: str, board_id: str, rate: float, seconds: float) -> None:
@@ -350,7 +323,10 @@ async def main(quick: bool, events: int, subscribers: int, rate: float, minutes_
             "current_jit_on": await explain_batch_ms(aged_url, statements["current"], jit=True),
             "current_jit_off": await explain_batch_ms(aged_url, statements["current"], jit=False),
         }
-        async with stack_on("fresh", fresh_url) as fresh, stack_on("aged", aged_url) as aged:
+        async with (
+            stack_on("soak-fresh", fresh_url) as fresh,
+            stack_on("soak-aged", aged_url) as aged,
+        ):
             # The sequencer vacuums the inbox past its bound on its first check.
             deadline = time.monotonic() + 120
             while (await inbox_state(aged_url))["dead"] > 10_000 and time.monotonic() < deadline:  # noqa: ASYNC110 (polls the database)
