@@ -359,7 +359,18 @@ async def test_an_email_match_links_only_when_both_sides_verified_it(
     await set_email(oidc_app, unverified.id, email, verified=True)
     url = await begin(browser)
     response = await callback(browser, await through_provider_pages(url, email, REDIRECT_URI))
-    refused(response, 409, "account_exists")
+    refused(response, 400, "sign_in_failed")
+    # The provider's unverified and no account has it: no account is made either (its owner
+    # could take it back by a password reset, and the identity would stay linked).
+    nobody = f"unverified-{uuid.uuid4().hex[:8]}@example.test"
+    url = await begin(browser)
+    response = await callback(browser, await through_provider_pages(url, nobody, REDIRECT_URI))
+    refused(response, 400, "sign_in_failed")
+    assert "not verified" in response.json()["detail"]
+    assert (
+        await count_rows(oidc_app, "SELECT count(*) FROM auth.users WHERE email = :e", e=nobody)
+        == 0
+    )
     # Both verified: linked to the existing account.
     await set_email(oidc_app, account.id, account.email, verified=True)
     tokens = await sign_in(browser, account.email)

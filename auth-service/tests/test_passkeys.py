@@ -255,6 +255,9 @@ async def test_malformed_responses_are_refused_not_crashed(client: httpx.AsyncCl
         {"response": {"clientDataJSON": b64url(b"[1]")}},
         {"response": {"clientDataJSON": b64url(b'{"challenge": 5}')}},
         {"rawId": "AAAA", "response": {"clientDataJSON": b64url(b'{"challenge": "AAAA"}')}},
+        # Nested past Python's recursion limit, within the size cap: json.loads raises
+        # RecursionError, not ValueError.
+        {"response": {"clientDataJSON": b64url(b"[" * 2900)}},
     ):
         refused(await client.post("/auth/passkeys/sign-in", json={"credential": credential}))
     unregistered = Authenticator(user_handle=uuid.uuid4().bytes)

@@ -55,7 +55,7 @@ def _challenge_of(credential: dict[str, Any]) -> bytes:
         raise PasskeyRefused("The response is malformed")
     try:
         client_data = json.loads(_b64url_decode(response.get("clientDataJSON")))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: brackets nested past the limit
         raise PasskeyRefused("The response is malformed") from exc
     if not isinstance(client_data, dict):
         raise PasskeyRefused("The response is malformed")
@@ -160,7 +160,8 @@ class Passkeys:
             raise PasskeyRefused("The account is deactivated")
         await self.session.execute(
             update(Passkey)
-            .where(Passkey.id == passkey.id)
+            # Two sign-ins at once: the one committing last must not lower the counter.
+            .where(Passkey.id == passkey.id, Passkey.sign_count <= verified.new_sign_count)
             .values(sign_count=verified.new_sign_count, last_used_at=func.now())
         )
         return await self.auth.start_session(user.id, grant=PASSKEY_GRANT)

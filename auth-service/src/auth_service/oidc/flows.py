@@ -202,9 +202,9 @@ class OidcSignIn:
         return flow
 
     async def _account_for(self, provider: ProviderClient, identity: VerifiedIdentity) -> User:
-        """The linking rules (docs/sign-in.md): the identity's account; else a new account when
-        no account has the email; else the account with the email only when both the provider
-        and we have verified it."""
+        """The linking rules (docs/sign-in.md): the identity's account; else, only for an email
+        the provider has verified, a new account when no account has it, or the account with it
+        when we have verified it too."""
         issuer = provider.config.issuer
         user = await self.session.scalar(
             select(User)
@@ -217,9 +217,15 @@ class OidcSignIn:
             user = await self.session.scalar(
                 select(User).where(func.lower(User.email) == func.lower(identity.email))
             )
+            if not identity.email_verified:
+                # An account made from an address nobody proved would keep this identity
+                # linked after the address's owner took the account back by a reset.
+                raise SignInFailed(
+                    "The provider has not verified this email address: verify it there first"
+                )
             if user is None:
                 user = await self._create_account(identity)
-            elif not (identity.email_verified and user.email_verified):
+            elif not user.email_verified:
                 raise AccountExists()
             await self._insert_identity(user.id, provider, identity)
         if not user.is_active:
