@@ -711,12 +711,21 @@ def test_secrets_are_only_referenced(value_set: str) -> None:
     objects = rendered(value_set)
     assert "Secret" not in {obj["kind"] for obj in objects}
     for name, pod in pod_specs(objects):
+        volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
         for container in containers(pod):
-            database_url = env_of(container).get("DATABASE_URL")
-            if database_url is not None:
-                assert database_url == {"secretKeyRef": {"name": "stack-database", "key": "url"}}
+            env = env_of(container)
+            if container["name"] in {"gateway", "exporter"}:
+                continue
+            # The URL comes from the Secret mounted as a file, never in the environment.
+            assert "DATABASE_URL" not in env, name
+            assert env["DATABASE_URL_FILE"] == "/etc/stack/database/url", name
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            secret = volumes[mounts["/etc/stack/database"]]["secret"]
+            assert secret["secretName"] == "stack-database", name
+            assert secret["items"] == [{"key": "url", "path": "url"}], name
             for item in container.get("env", []):
                 assert "postgresql" not in str(item.get("value", "")), name
+                assert "valueFrom" not in item, (name, item["name"])
 
 
 def test_the_signing_key_is_mounted_from_its_secret() -> None:
@@ -757,7 +766,8 @@ def test_network_policies_let_only_the_gateway_reach_the_services() -> None:
         assert {component_of(peer) for peer in pods["from"]} == callers[name]
         assert metrics["from"] == metrics_from
         egress_ports = {port["port"] for rule in policy["spec"]["egress"] for port in rule["ports"]}
-        expected = {53, 5432} if name == "auth" else {53, 5432, 4222, 8001}
+        # auth also calls out: the OpenID providers (HTTPS) and the mail relay (SMTP).
+        expected = {53, 5432, 443, 587, 465, 25} if name == "auth" else {53, 5432, 4222, 8001}
         assert egress_ports == expected
     gateway = find(value_set, "NetworkPolicy", f"{FULLNAME}-gateway")
     reached = {component_of(rule["to"][0]) for rule in gateway["spec"]["egress"] if "to" in rule}
