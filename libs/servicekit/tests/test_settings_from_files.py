@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from pydantic_settings import SettingsError
 
 from servicekit.settings import ServiceSettings
 
@@ -35,8 +36,22 @@ def test_a_value_and_a_file_for_one_setting_are_refused(
     (tmp_path / "url").write_text("postgresql+asyncpg://a@b/c")
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://x@y/z")
     monkeypatch.setenv("DATABASE_URL_FILE", str(tmp_path / "url"))
-    with pytest.raises(ValueError, match="DATABASE_URL or DATABASE_URL_FILE, not both"):
+    with pytest.raises(SettingsError, match="DATABASE_URL or DATABASE_URL_FILE, not both"):
         ServiceSettings()
+
+
+def test_a_missing_file_or_bad_json_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("DATABASE_URL_FILE", str(tmp_path / "absent"))
+    with pytest.raises(SettingsError, match="DATABASE_URL_FILE: No such file"):
+        ServiceSettings()
+    monkeypatch.delenv("DATABASE_URL_FILE")
+    (tmp_path / "origins").write_text("not json")
+    monkeypatch.setenv("ORIGINS_FILE", str(tmp_path / "origins"))
+    with pytest.raises(SettingsError, match="ORIGINS_FILE: not JSON"):
+        WithAList()
 
 
 def test_without_a_file_variable_the_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 
@@ -22,8 +23,11 @@ class SettingsFromFiles(PydanticBaseSettingsSource):
         if path is None:
             return None, field_name, False
         if variable in os.environ:
-            raise ValueError(f"set {variable} or {variable}_FILE, not both")
-        return Path(path).read_text().removesuffix("\n"), field_name, False
+            raise SettingsError(f"set {variable} or {variable}_FILE, not both")
+        try:
+            return Path(path).read_text().removesuffix("\n"), field_name, False
+        except OSError as exc:
+            raise SettingsError(f"{variable}_FILE: {exc.strerror}: {path}") from exc
 
     def __call__(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -32,7 +36,10 @@ class SettingsFromFiles(PydanticBaseSettingsSource):
             if value is None:
                 continue
             if self.field_is_complex(field):  # JSON, as in the environment
-                value = self.decode_complex_value(field_name, field, value)
+                try:
+                    value = self.decode_complex_value(field_name, field, value)
+                except ValueError as exc:
+                    raise SettingsError(f"{field_name.upper()}_FILE: not JSON ({exc})") from exc
             values[field_name] = value
         return values
 

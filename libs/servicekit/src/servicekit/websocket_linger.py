@@ -10,6 +10,8 @@ reason. So this protocol half-closes after the close frame and reads and discard
 still arrives, until the peer closes or `LINGER_SECONDS` pass.
 """
 
+from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 # Long enough for a client to finish sending a 16 MiB frame over a slow link, short enough
@@ -24,6 +26,18 @@ class LingeringWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.lingering:
             return
         super().data_received(data)
+
+    def handle_ping(self) -> None:
+        # A ping in the same read as the refused frame: nothing more may be written after the
+        # half-close.
+        if not self.lingering:
+            super().handle_ping()
+
+    async def send(self, message: ASGISendEvent) -> None:
+        # The app learns at once that the connection is gone, as after a peer's close.
+        if self.lingering:
+            raise ClientDisconnected()
+        await super().send(message)
 
     def handle_parser_exception(self) -> None:
         close = self.conn.close_sent
