@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import re
+import secrets
 import socket
 import sys
 import tempfile
@@ -90,11 +91,27 @@ def rss_bytes(pid: int) -> int:
     raise LookupError(f"no VmRSS for {pid}")
 
 
+EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+# How many ports below the kernel's ephemeral range free_port picks from.
+FREE_PORT_SPAN = 12_000
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port nothing listens on, for a server a test starts, picked at random *below* the
+    kernel's ephemeral range. A port from that range (what binding port 0 gives) can become the
+    local end of any outgoing connection (a test client's, a pool's) before the server binds
+    it: CI saw nginx fail with "Address already in use" on such a port."""
+    low = int(EPHEMERAL_PORTS.read_text().split()[0]) if EPHEMERAL_PORTS.exists() else 32768
+    first = max(1024, low - FREE_PORT_SPAN)
+    for _ in range(200):
+        port = first + secrets.randbelow(low - first)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between {first} and {low - 1}")
 
 
 def _open_log(app: str, port: int) -> IO[bytes]:
