@@ -60,8 +60,11 @@ class ProviderClient:
         if document.get("issuer") != self.config.issuer:
             raise ProviderUnavailable("The provider's discovery document names another issuer")
         try:
+            # The client secret goes to the token endpoint and the keys come from jwks_uri:
+            # never over plain HTTP under an https issuer.
+            scheme = self.config.issuer.split("://", 1)[0] + "://"
             endpoints = {
-                name: _url(document[name])
+                name: _url(document[name], scheme)
                 for name in ("authorization_endpoint", "token_endpoint", "jwks_uri")
             }
         except (KeyError, ValueError) as exc:
@@ -147,9 +150,9 @@ class ProviderClient:
         return body
 
 
-def _url(value: object) -> str:
-    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
-        raise ValueError("not a URL")
+def _url(value: object, scheme: str) -> str:
+    if not isinstance(value, str) or not value.startswith(scheme):
+        raise ValueError(f"not a {scheme} URL")
     return value
 
 
