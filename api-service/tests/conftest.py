@@ -5,6 +5,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from fastapi import FastAPI
 from api_service.config import Settings
 from api_service.main import create_app
 from eventlog import MIGRATIONS as LOG_MIGRATIONS
-from eventlog.testing import events_sequenced
+from eventlog.testing import channel_events, events_sequenced
 from servicekit.testing import asgi_client, fresh_database, uvicorn_process
 
 ROOT = Path(__file__).parents[2]
@@ -118,4 +119,14 @@ async def create_task(
 
 async def settled(app: FastAPI) -> None:
     """Wait until the sequencer has moved every committed event into the log."""
-    await events_sequenced(app.state.db.engine.url.render_as_string(hide_password=False))
+    await events_sequenced(database_url_of(app))
+
+
+async def events_on(app: FastAPI, channel: str) -> list[tuple[str, dict[str, Any]]]:
+    """The (type, data) of every event on `channel` once the log has settled, oldest first."""
+    return await channel_events(database_url_of(app), channel)
+
+
+def database_url_of(app: FastAPI) -> str:
+    url: str = app.state.db.engine.url.render_as_string(hide_password=False)
+    return url

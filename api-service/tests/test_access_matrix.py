@@ -1,9 +1,12 @@
-"""Every route x every kind of caller -> the status docs/contract.md §5 gives."""
+"""Every route x every kind of caller -> the status docs/contract.md §5 gives. A route the
+app serves without a row here fails `test_every_route_has_a_row`."""
 
+import re
 from dataclasses import dataclass
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from .conftest import User, add_member, create_board, create_task
 
@@ -14,6 +17,7 @@ CALLERS = ("owner", "editor", "viewer", "non_member", "no_token", "bad_token")
 class Scene:
     board_id: str
     task_id: str
+    comment_id: str
     users: dict[str, User]
     newcomer: User
 
@@ -32,8 +36,13 @@ async def scene(client: httpx.AsyncClient, user_pool: list[User]) -> Scene:
     await add_member(client, board_id, owner, editor, "editor")
     await add_member(client, board_id, owner, viewer, "viewer")
     task = await create_task(client, board_id, owner)
+    # Written by the editor: the owner may delete it but not edit it.
+    comment = await client.post(
+        f"/api/tasks/{task['id']}/comments", json={"body": "c"}, headers=editor.headers
+    )
+    assert comment.status_code == 201, comment.text
     users = {"owner": owner, "editor": editor, "viewer": viewer, "non_member": outsider}
-    return Scene(board_id, str(task["id"]), users, newcomer)
+    return Scene(board_id, str(task["id"]), comment.json()["id"], users, newcomer)
 
 
 def row(*statuses: int) -> dict[str, int]:
@@ -56,7 +65,30 @@ MATRIX: list[tuple[str, str, dict[str, object] | None, dict[str, int]]] = [
     ("GET", "/api/tasks/{task}", None, row(200, 200, 200, 404)),
     ("PATCH", "/api/tasks/{task}", {"status": "done"}, row(200, 200, 403, 404)),
     ("DELETE", "/api/tasks/{task}", None, row(204, 204, 403, 404)),
+    ("POST", "/api/tasks/{task}/comments", {"body": "c"}, row(201, 201, 201, 404)),
+    ("GET", "/api/tasks/{task}/comments", None, row(200, 200, 200, 404)),
+    ("GET", "/api/comments/{comment}", None, row(200, 200, 200, 404)),
+    ("PATCH", "/api/comments/{comment}", {"body": "e"}, row(403, 200, 403, 404)),
+    ("DELETE", "/api/comments/{comment}", None, row(204, 204, 403, 404)),
 ]
+
+
+def _route_shape(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "{}", path)
+
+
+def test_every_route_has_a_row(app: FastAPI) -> None:
+    """Every operation in the app's OpenAPI document (every route a client can call) has a
+    row: a new route cannot ship without its access rules being written down and tested."""
+    served = {
+        (method.upper(), _route_shape(path))
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
+    covered = {(method, _route_shape(path)) for method, path, _, _ in MATRIX}
+    assert served - covered == set(), "routes without a row in MATRIX"
+    assert covered - served == set(), "rows for routes the app does not serve"
+
 
 CASES = [
     pytest.param(method, path, body, caller, expected[caller], id=f"{method} {path} as {caller}")
@@ -78,6 +110,7 @@ async def test_access(
     url = path.format(
         board=scene.board_id,
         task=scene.task_id,
+        comment=scene.comment_id,
         newcomer=scene.newcomer.id,
         editor=scene.users["editor"].id,
         viewer=scene.users["viewer"].id,

@@ -7,17 +7,7 @@ from sqlalchemy import text
 
 from api_service.schemas import TaskOut
 
-from .conftest import User, add_member, create_board, create_task, settled
-
-
-async def event_rows(app: FastAPI, channel: str) -> list[tuple[str, dict[str, object]]]:
-    await settled(app)
-    async with app.state.db.engine.connect() as conn:
-        rows = await conn.execute(
-            text("SELECT type, data FROM eventlog.events WHERE channel = :c ORDER BY id"),
-            {"c": channel},
-        )
-        return [(row.type, row.data) for row in rows]
+from .conftest import User, add_member, create_board, create_task, events_on
 
 
 async def test_board_lifecycle_with_events(
@@ -47,9 +37,9 @@ async def test_board_lifecycle_with_events(
     gone = await client.get(f"/api/boards/{board['id']}", headers=owner.headers)
     assert gone.status_code == 404
 
-    types = [t for t, _ in await event_rows(app, f"board:{board['id']}")]
+    types = [t for t, _ in await events_on(app, f"board:{board['id']}")]
     assert types == ["member.added", "board.updated", "board.deleted"]
-    user_types = [(t, d["board_id"]) for t, d in await event_rows(app, f"user:{owner.id}")]
+    user_types = [(t, d["board_id"]) for t, d in await events_on(app, f"user:{owner.id}")]
     assert ("member.added", board["id"]) in user_types
     assert ("member.removed", board["id"]) in user_types
 
@@ -85,7 +75,7 @@ async def test_task_lifecycle_with_events(
     assert (
         await client.delete(f"/api/tasks/{task['id']}", headers=owner.headers)
     ).status_code == 204
-    events = await event_rows(app, f"board:{board_id}")
+    events = await events_on(app, f"board:{board_id}")
     assert [t for t, _ in events] == [
         "member.added",
         "member.added",
@@ -115,7 +105,7 @@ async def test_a_task_reads_the_same_everywhere(
     )
     read = (await client.get(f"/api/tasks/{created['id']}", headers=owner.headers)).json()
     page = (await client.get(f"/api/boards/{board_id}/tasks", headers=owner.headers)).json()
-    events = await event_rows(app, f"board:{board_id}")
+    events = await events_on(app, f"board:{board_id}")
 
     assert read == created
     assert page == {"items": [created], "next_cursor": None}
@@ -164,7 +154,7 @@ async def test_stale_if_match_changes_nothing(
     owner = user_pool[0]
     board_id = await create_board(client, owner)
     task = await create_task(client, board_id, owner)
-    events_before = len(await event_rows(app, f"board:{board_id}"))
+    events_before = len(await events_on(app, f"board:{board_id}"))
     for method, kwargs in (("PATCH", {"json": {"title": "x"}}), ("DELETE", {})):
         response = await client.request(
             method,
@@ -178,7 +168,7 @@ async def test_stale_if_match_changes_nothing(
     )
     assert board_response.status_code == 412
     assert (await client.get(f"/api/tasks/{task['id']}", headers=owner.headers)).json() == task
-    assert len(await event_rows(app, f"board:{board_id}")) == events_before
+    assert len(await events_on(app, f"board:{board_id}")) == events_before
 
 
 @pytest.mark.parametrize("if_match", ['"1", "2"', "*", ' "1" '])

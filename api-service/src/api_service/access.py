@@ -1,11 +1,13 @@
 """Who may do what: membership roles, read from the board's members in the same transaction."""
 
 import uuid
+from typing import TypeVar
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api_service.errors import BoardNotFound
-from api_service.models import boards, members
+from api_service.models import Comment, Task, boards, members
 from servicekit.db import Statement, StatementRunner
 from servicekit.errors import Forbidden
 
@@ -38,6 +40,38 @@ async def board_role(
     if role is None:
         raise BoardNotFound()
     return role
+
+
+BoardScoped = TypeVar("BoardScoped", Task, Comment)
+"""A mapped class whose rows belong to a board: it has `id` and `board_id` columns. A new
+board-scoped resource adds its class here."""
+
+
+async def board_scoped_row(
+    session: AsyncSession,
+    entity: type[BoardScoped],
+    row_id: uuid.UUID,
+    user_id: uuid.UUID,
+    *,
+    key_share: bool = False,
+) -> tuple[BoardScoped, str] | None:
+    """The row `row_id` of `entity` and the caller's role on its board, in one query; None when
+    there is no such row or the caller is not a member (the caller answers the same 404 for
+    both, so that existence is not revealed).
+
+    With `key_share`, the row is locked against deletion (FOR KEY SHARE) until the transaction
+    ends: for a write that inserts rows referring to it, so that a concurrent delete waits
+    instead of failing the insert's foreign key.
+    """
+    query = (
+        select(entity, members.c.role)
+        .join(members, members.c.board_id == entity.board_id)
+        .where(entity.id == row_id, members.c.user_id == user_id)
+    )
+    if key_share:
+        query = query.with_for_update(read=True, key_share=True, of=entity)
+    found = (await session.execute(query)).one_or_none()
+    return None if found is None else (found[0], found[1])
 
 
 def require_role(role: str, allowed: frozenset[str]) -> None:

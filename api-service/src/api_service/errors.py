@@ -11,6 +11,11 @@ class TaskNotFound(NotFound):
     default_detail = "No such task, or you are not a member of its board"
 
 
+class CommentNotFound(NotFound):
+    error = "comment_not_found"
+    default_detail = "No such comment, or you are not a member of its board"
+
+
 class MemberNotFound(NotFound):
     error = "member_not_found"
     default_detail = "This user is not a member of the board"

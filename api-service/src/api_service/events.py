@@ -13,6 +13,9 @@ MEMBER_REMOVED = declare("member.removed")
 TASK_CREATED = declare("task.created")
 TASK_UPDATED = declare("task.updated")
 TASK_DELETED = declare("task.deleted")
+COMMENT_CREATED = declare("comment.created")
+COMMENT_UPDATED = declare("comment.updated")
+COMMENT_DELETED = declare("comment.deleted")
 
 
 def board_channel(board_id: uuid.UUID) -> str:

@@ -7,7 +7,7 @@ from functools import partial
 import httpx
 from fastapi import FastAPI
 
-from api_service import boards, members, tasks
+from api_service import boards, comments, members, tasks
 from api_service.config import Settings
 from eventlog import backlog
 from eventlog.publisher import NatsBatchBus
@@ -97,10 +97,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     return create_service_app(
         title="api-service",
-        description="Boards, members and tasks; every write appends change events.",
+        description="Boards, members, tasks and comments; every write appends change events.",
         prefix="/api",
         settings=settings,
-        routers=[tasks.board_tasks_router, tasks.router, boards.router, members.router],
+        routers=[
+            tasks.board_tasks_router,
+            tasks.router,
+            comments.router,
+            boards.router,
+            members.router,
+        ],
         lifespan=lifespan,
     )
 

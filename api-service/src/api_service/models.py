@@ -1,5 +1,12 @@
-"""Tables of the `api` schema, as SQLAlchemy Core: the write path uses Core statements. The
-event log's tables are the eventlog package's (eventlog.tables), in its own schema."""
+"""Tables of the `api` schema. Boards, members and tasks are Core tables, written by compiled
+statements on their measured hot routes; comments are an ORM mapped class, the default for a
+new resource (docs/adding-a-resource.md). One metadata holds both, so Alembic sees them all.
+The event log's tables are the eventlog package's (eventlog.tables), in its own schema."""
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     CheckConstraint,
@@ -17,6 +24,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SCHEMA = "api"
 metadata = MetaData(schema=SCHEMA)
@@ -64,3 +72,45 @@ tasks = Table(
 )
 # Keyset pagination walks (created_at, id) newest first, per board.
 Index("tasks_board_page_idx", tasks.c.board_id, tasks.c.created_at.desc(), tasks.c.id.desc())
+
+
+class Base(DeclarativeBase):
+    """Mapped classes of the `api` schema, on the same metadata as the Core tables."""
+
+    metadata = metadata
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
+
+
+class Task(Base):
+    """The ORM's view of `tasks`, for rows that belong to a task (tasks.py writes tasks with
+    Core statements)."""
+
+    __table__ = tasks
+
+    id: Mapped[uuid.UUID]
+    board_id: Mapped[uuid.UUID]
+
+
+class Comment(Base):
+    __tablename__ = "comments"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    task_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(tasks.c.id, ondelete="CASCADE"))
+    # The task's board, copied: a task never changes boards, and with its own `board_id` a
+    # comment's access is one join with the members (access.board_scoped_row).
+    board_id: Mapped[uuid.UUID] = mapped_column(ForeignKey(boards.c.id, ondelete="CASCADE"))
+    author_id: Mapped[uuid.UUID]
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    version: Mapped[int] = mapped_column()
+
+    __table_args__ = (CheckConstraint("char_length(body) <= 10000", name="comments_body_length"),)
+    # The ORM checks and bumps `version` on every UPDATE and DELETE (optimistic concurrency:
+    # a row changed since it was read raises StaleDataError); `eager_defaults` reads the
+    # server's timestamps back in the same statement (RETURNING).
+    __mapper_args__: Mapping[str, Any] = {"version_id_col": version, "eager_defaults": True}
+
+
+# Keyset pagination walks (created_at, id) newest first, per task.
+Index("comments_task_page_idx", Comment.task_id, Comment.created_at.desc(), Comment.id.desc())

@@ -3,11 +3,11 @@
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Query
 from pydantic.json_schema import SkipJsonSchema
-from sqlalchemy import DateTime, Select, Table, Uuid, bindparam, tuple_
+from sqlalchemy import DateTime, FromClause, Select, Uuid, bindparam, tuple_
 
 from servicekit import pagination
 from servicekit.pagination import InvalidCursor
@@ -47,9 +47,10 @@ def decode_cursor(cursor: str | None) -> tuple[datetime, uuid.UUID]:
     return created_at, item_id
 
 
-def newest_first_page(query: Select[Any], table: Table) -> Select[Any]:
+def newest_first_page(query: Select[Any], table: FromClause) -> Select[Any]:
     """`query` restricted to one page: newest first, after the position given by the
-    parameters `after_created_at` and `after_id`, at most `limit` rows."""
+    parameters `after_created_at` and `after_id`, at most `limit` rows. `table` is a Core table
+    or a mapped class's `__table__`."""
     after = tuple_(
         bindparam("after_created_at", type_=DateTime(timezone=True)),
         bindparam("after_id", type_=Uuid),
@@ -73,3 +74,21 @@ def next_cursor(rows: Sequence[Any], limit: int) -> str | None:
         return None
     last = rows[limit - 1]
     return encode_cursor(last["created_at"], last["id"])
+
+
+class Positioned(Protocol):
+    """A mapped object a page is made of."""
+
+    @property
+    def created_at(self) -> datetime: ...
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+def next_cursor_of(items: Sequence[Positioned], limit: int) -> str | None:
+    """`next_cursor` for mapped objects (the ORM path) rather than rows."""
+    if len(items) <= limit:
+        return None
+    last = items[limit - 1]
+    return encode_cursor(last.created_at, last.id)

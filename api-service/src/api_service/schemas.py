@@ -2,7 +2,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from servicekit.schemas import NOT_NULL, VISIBLE_TEXT_PATTERN, StrictModel
 
@@ -19,6 +19,11 @@ Title = Annotated[
     Field(json_schema_extra={"pattern": VISIBLE_TEXT_PATTERN}),
 ]
 Description = Annotated[str, Field(max_length=10_000)]
+CommentBody = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000),
+    Field(json_schema_extra={"pattern": VISIBLE_TEXT_PATTERN}),
+]
 
 Item = TypeVar("Item")
 
@@ -90,6 +95,29 @@ class TaskOut(BaseModel):
     status: TaskStatus
     assignee_id: uuid.UUID | None
     created_by: uuid.UUID
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class CommentCreate(StrictModel):
+    body: CommentBody
+
+
+class CommentUpdate(StrictModel):
+    body: CommentBody
+
+
+class CommentOut(BaseModel):
+    """A comment, as responses and its events carry it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    task_id: uuid.UUID
+    board_id: uuid.UUID
+    author_id: uuid.UUID
+    body: str
     created_at: datetime
     updated_at: datetime
     version: int
