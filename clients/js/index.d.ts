@@ -127,6 +127,7 @@ export class StackClient {
   readonly boards: Boards;
   readonly members: Members;
   readonly tasks: Tasks;
+  readonly comments: Comments;
   readonly live: Live;
 
   on<K extends keyof StackClientEvents>(name: K, listener: (value: StackClientEvents[K]) => void): () => void;
@@ -182,6 +183,28 @@ export interface Members {
   list(boardId: string): Promise<Member[]>;
   set(boardId: string, userId: string, role: Role): Promise<Member>;
   remove(boardId: string, userId: string): Promise<null>;
+}
+
+export interface Comment {
+  id: string;
+  task_id: string;
+  board_id: string;
+  author_id: string;
+  body: string;
+  created_at: string;
+  updated_at: string;
+  version: number;
+}
+
+/** Any member may comment; the author edits; the author or a board owner deletes. */
+export interface Comments {
+  create(taskId: string, body: string): Promise<WithETag<Comment>>;
+  /** Newest first. */
+  list(taskId: string, options?: { limit?: number }): AsyncIterableIterator<Comment>;
+  page(taskId: string, options?: { limit?: number; cursor?: string }): Promise<Page<Comment>>;
+  get(commentId: string): Promise<WithETag<Comment>>;
+  update(commentId: string, body: string, options?: { ifMatch?: IfMatch }): Promise<WithETag<Comment>>;
+  delete(commentId: string, options?: { ifMatch?: IfMatch }): Promise<null>;
 }
 
 export interface TaskFilter {

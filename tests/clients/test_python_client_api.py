@@ -117,6 +117,34 @@ async def test_members_and_tasks(client_stack: ClientStack) -> None:
     await editor.client.aclose()
 
 
+async def test_comments(client_stack: ClientStack) -> None:
+    owner, viewer = await sign_up(client_stack.base_url), await sign_up(client_stack.base_url)
+    board = await owner.client.boards.create("Comments")
+    await owner.client.members.set(board["id"], viewer.me["id"], "viewer")
+    task = await owner.client.tasks.create(board["id"], title="Discuss")
+    first = await viewer.client.comments.create(task["id"], " First ")
+    assert (first["body"], first["author_id"]) == ("First", viewer.me["id"])
+    for i in range(3):
+        await owner.client.comments.create(task["id"], f"C{i}")
+    listed = [c["body"] async for c in viewer.client.comments.list(task["id"], limit=2)]
+    assert listed == ["C2", "C1", "C0", "First"]
+    page = await viewer.client.comments.page(task["id"], limit=3)
+    assert len(page["items"]) == 3
+    assert page["next_cursor"]
+    await fails(owner.client.comments.update(first["id"], "Not mine"), 403, "forbidden")
+    edited = await viewer.client.comments.update(first["id"], "Edited", if_match=1)
+    assert edited["version"] == 2
+    await fails(
+        viewer.client.comments.update(first["id"], "Lost", if_match=1), 412, "precondition_failed"
+    )
+    assert (await owner.client.comments.get(first["id"]))["body"] == "Edited"
+    await fails(viewer.client.comments.create(task["id"], ""), 422, "validation_error")
+    await owner.client.comments.delete(first["id"], if_match=edited["version"])
+    await fails(viewer.client.comments.get(first["id"]), 404, "comment_not_found")
+    await owner.client.aclose()
+    await viewer.client.aclose()
+
+
 async def test_429_from_the_gateway_carries_retry_after(client_stack: ClientStack) -> None:
     async with AsyncStackClient(client_stack.base_url) as client:
 

@@ -21,6 +21,9 @@ def script(base_url: str) -> tuple[list[str], StackError]:
         titles = [client.tasks.create(board["id"], title=f"T{i}")["title"] for i in range(3)]
         listed = sorted(task["title"] for task in client.tasks.list(board["id"], limit=2))
         assert listed == titles
+        first_task = client.tasks.page(board["id"])["items"][0]["id"]
+        client.comments.create(first_task, "blocking")
+        assert [c["body"] for c in client.comments.list(first_task)] == ["blocking"]
         try:
             client.tasks.update(client.tasks.page(board["id"])["items"][0]["id"], {}, if_match=9)
         except StackError as error:

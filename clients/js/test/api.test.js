@@ -152,6 +152,33 @@ test("tasks: create, get, list with filters and pages, update with ifMatch, 412,
   await rejects(client.tasks.get(first.id), 404, "task_not_found");
 });
 
+test("comments: viewers comment, pages newest first, authors edit with ifMatch, owners delete", async () => {
+  const owner = await signUp();
+  const viewer = await signUp();
+  const board = await owner.client.boards.create("Comments");
+  await owner.client.members.set(board.id, viewer.me.id, "viewer");
+  const task = await owner.client.tasks.create(board.id, { title: "Discuss" });
+  const first = await viewer.client.comments.create(task.id, " First ");
+  assert.equal(first.body, "First");
+  assert.equal(first.author_id, viewer.me.id);
+  assert.equal(first.etag, '"1"');
+  for (let i = 0; i < 3; i += 1) await owner.client.comments.create(task.id, `C${i}`);
+  const listed = [];
+  for await (const comment of viewer.client.comments.list(task.id, { limit: 2 })) listed.push(comment.body);
+  assert.deepEqual(listed, ["C2", "C1", "C0", "First"]);
+  const page = await viewer.client.comments.page(task.id, { limit: 3 });
+  assert.equal(page.items.length, 3);
+  assert.equal(typeof page.next_cursor, "string");
+  await rejects(owner.client.comments.update(first.id, "Not mine"), 403, "forbidden");
+  const edited = await viewer.client.comments.update(first.id, "Edited", { ifMatch: first.etag });
+  assert.equal(edited.version, 2);
+  await rejects(viewer.client.comments.update(first.id, "Lost", { ifMatch: 1 }), 412, "precondition_failed");
+  assert.equal((await owner.client.comments.get(first.id)).body, "Edited");
+  await rejects(viewer.client.comments.create(task.id, ""), 422, "validation_error");
+  assert.equal(await owner.client.comments.delete(first.id, { ifMatch: edited.version }), null);
+  await rejects(viewer.client.comments.get(first.id), 404, "comment_not_found");
+});
+
 test("request() reaches any route and returns the parsed body", async () => {
   const { client, me } = await signUp();
   const user = await client.request("GET", "/auth/users/me");

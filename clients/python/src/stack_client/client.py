@@ -65,6 +65,7 @@ class AsyncStackClient:
         self.boards = Boards(self)
         self.members = Members(self)
         self.tasks = Tasks(self)
+        self.comments = Comments(self)
         from stack_client.live import Live  # the live layer builds on this module
 
         self.live = Live(self)
@@ -428,3 +429,38 @@ class Tasks:
     async def delete(self, task_id: str, *, if_match: int | str | None = None) -> None:
         headers = if_match_header(if_match) if if_match is not None else {}
         await self.client.request("DELETE", f"/api/tasks/{task_id}", headers=headers)
+
+
+class Comments:
+    """Comments on a task: any member of its board may comment, the author edits, the author
+    or a board owner deletes (docs/contract.md §5)."""
+
+    def __init__(self, client: AsyncStackClient) -> None:
+        self.client = client
+
+    async def create(self, task_id: str, body: str) -> JSON:
+        path = f"/api/tasks/{task_id}/comments"
+        return await self.client.request_object("POST", path, json={"body": body})
+
+    def list(self, task_id: str, *, limit: int | None = None) -> AsyncIterator[JSON]:
+        """The task's comments, newest first, page after page."""
+        return self.client.paginate(f"/api/tasks/{task_id}/comments", limit=limit)
+
+    async def page(self, task_id: str, **params: Any) -> JSON:
+        path = f"/api/tasks/{task_id}/comments"
+        return await self.client.request_object("GET", path, params=params)
+
+    async def get(self, comment_id: str) -> JSON:
+        return await self.client.request_object("GET", f"/api/comments/{comment_id}")
+
+    async def update(
+        self, comment_id: str, body: str, *, if_match: int | str | None = None
+    ) -> JSON:
+        headers = if_match_header(if_match) if if_match is not None else {}
+        return await self.client.request_object(
+            "PATCH", f"/api/comments/{comment_id}", json={"body": body}, headers=headers
+        )
+
+    async def delete(self, comment_id: str, *, if_match: int | str | None = None) -> None:
+        headers = if_match_header(if_match) if if_match is not None else {}
+        await self.client.request("DELETE", f"/api/comments/{comment_id}", headers=headers)

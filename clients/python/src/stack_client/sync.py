@@ -58,7 +58,8 @@ def _iterate(runner: asyncio.Runner, items: AsyncIterator[Any]) -> Iterator[Any]
 
 
 class StackClient(_Blocking):
-    """`AsyncStackClient`'s methods, blocking; `boards`, `members` and `tasks` likewise."""
+    """`AsyncStackClient`'s methods, blocking; `boards`, `members`, `tasks` and `comments`
+    likewise."""
 
     def __init__(self, base_url: str) -> None:
         runner = asyncio.Runner()
@@ -68,6 +69,7 @@ class StackClient(_Blocking):
         self.boards = _Blocking(runner, client.boards)
         self.members = _Blocking(runner, client.members)
         self.tasks = _Blocking(runner, client.tasks)
+        self.comments = _Blocking(runner, client.comments)
 
     def __enter__(self) -> "StackClient":
         return self
