@@ -1,4 +1,4 @@
-"""The README's client examples, run as written against the client stack."""
+"""The client examples of docs/clients.md, run as written against the client stack."""
 
 import asyncio
 import os
@@ -14,10 +14,10 @@ from .conftest import ClientStack
 from .helpers import PASSWORD, sign_up
 
 
-def readme_example(language: str) -> str:
-    clients = (ROOT / "README.md").read_text().split("## Clients", 1)[1].split("\n## ", 1)[0]
+def doc_example(language: str) -> str:
+    clients = (ROOT / "docs" / "clients.md").read_text()
     blocks = re.findall(rf"```{language}\n(.*?)```", clients, re.DOTALL)
-    assert len(blocks) == 1, f"one {language} example expected in the README's Clients section"
+    assert len(blocks) == 1, f"one {language} example expected in docs/clients.md"
     return str(blocks[0])
 
 
@@ -35,7 +35,7 @@ async def run(command: list[str], cwd: Path, env: dict[str, str]) -> str:
 
 
 @pytest.mark.parametrize("language", ["js", "python"])
-async def test_the_readme_example_runs_as_written(
+async def test_the_doc_example_runs_as_written(
     client_stack: ClientStack, language: str, tmp_path: Path
 ) -> None:
     person = await sign_up(client_stack.base_url)
@@ -47,15 +47,15 @@ async def test_the_readme_example_runs_as_written(
         assert node is not None, "Node.js 20 is missing"
         # Inside the package, so that `import ... from "stack-client"` resolves as it would
         # for an application that installed it.
-        script = ROOT / "clients" / "js" / "readme-example.mjs"
-        script.write_text(readme_example("js"))
+        script = ROOT / "clients" / "js" / "example.mjs"
+        script.write_text(doc_example("js"))
         try:
             output = await run([node, script.name], script.parent, env)
         finally:
             script.unlink()
     else:
-        script = tmp_path / "readme_example.py"
-        script.write_text(readme_example("python"))
+        script = tmp_path / "example.py"
+        script.write_text(doc_example("python"))
         output = await run([sys.executable, str(script)], tmp_path, env)
     created = re.findall(r"^\d+ task\.created (\w+)$", output, re.MULTILINE)
     assert created == ["Write", "Review", "Ship"], output
