@@ -23,7 +23,7 @@ COMPOSE_PROJECT = os.environ.get("E2E_COMPOSE_PROJECT", "")
 
 
 async def make_admin(stack: NativeStack | None, gateway: httpx.AsyncClient) -> User:
-    """An admin made the README's way: the command against the native stack's database, or
+    """An admin made as docs/accounts.md says: the command against the native stack's database, or
     inside a one-off auth container of the compose project."""
     email = f"admin-{uuid.uuid4().hex[:10]}@example.com"
     create_admin = ["python", "-m", "auth_service.admin", "create-admin", email]
