@@ -159,6 +159,8 @@ export class StackClient {
   /** Refused (409 `last_sign_in_method`) when it is the account's only way to sign in. */
   deletePasskey(passkeyId: string): Promise<null>;
   me(): Promise<User>;
+  /** The active account with exactly this email (ignoring case); a 404 StackError otherwise. */
+  lookupUser(email: string): Promise<{ id: string; display_name: string }>;
   updateMe(changes: { displayName?: string; password?: string; currentPassword?: string }): Promise<User>;
   /** A new token pair now (concurrent calls share one request). */
   refresh(): Promise<void>;

@@ -200,6 +200,11 @@ export class StackClient extends Emitter {
     return this.request("GET", "/auth/users/me");
   }
 
+  /** The active account with exactly this email (ignoring case): `{id, display_name}`; 404 otherwise. */
+  lookupUser(email) {
+    return this.request("GET", "/auth/users/lookup" + query({ email }));
+  }
+
   updateMe(changes) {
     const json = {};
     if (changes.displayName !== undefined) json.display_name = changes.displayName;

@@ -1,10 +1,14 @@
-// The demo page: the stack's JavaScript client (stack-client.js, a copy of clients/js/index.js)
-// does the talking; this file only keeps the page's own state and rendering.
+// The demo page: the stack's JavaScript client (served as /web/stack-client.js from
+// clients/js/index.js) does the talking; this file only keeps the page's own state and
+// rendering. Each view shows only what belongs to it: signed out, the board list, one board.
 import { StackClient } from "/web/stack-client.js";
 
 const $ = (selector) => document.querySelector(selector);
 const client = new StackClient();
-const state = { me: null, board: null, tasks: new Map(), events: null, room: null, resetToken: null };
+const state = {
+  me: null, board: null, tasks: new Map(), events: null, room: null, resetToken: null,
+  commentsTask: null, comments: new Map(),
+};
 const STATUSES = ["todo", "doing", "done"];
 
 function showError(message) {
@@ -31,7 +35,8 @@ async function login(email, password) {
 
 async function signedIn(me) {
   state.me = me;
-  $("#whoami").textContent = `${state.me.display_name} · ${state.me.id}`;
+  $("#whoami").textContent = state.me.display_name || state.me.email;
+  $("#whoami").title = state.me.email;
   $("#logout").hidden = false;
   renderUnverified();
   await Promise.all([showBoards(), renderAccount()]);
@@ -126,6 +131,7 @@ function signedOut() {
   closeLive();
   Object.assign(state, { me: null, board: null });
   $("#whoami").textContent = "";
+  $("#whoami").title = "";
   $("#logout").hidden = true;
   $("#account").hidden = true;
   $("#account").open = false;
@@ -174,6 +180,7 @@ async function verifyEmail(token) {
 
 async function showBoards() {
   closeLive();
+  closeComments();
   state.board = null;
   const boards = [];
   for await (const board of client.boards.list({ limit: 100 })) boards.push(board);
@@ -228,16 +235,19 @@ function taskCard(task, canEdit) {
   title.className = "title";
   title.textContent = task.title;
   card.append(title);
-  if (!canEdit) return card;
   const actions = document.createElement("div");
   actions.className = "actions";
-  const index = STATUSES.indexOf(task.status);
+  card.append(actions);
   const button = (label, handler) => {
     const b = document.createElement("button");
     b.textContent = label;
     b.addEventListener("click", () => handler().catch((e) => showError(e.message)));
     actions.append(b);
   };
+  // Every member may read and write comments, viewers included.
+  button("Comments", () => openComments(task));
+  if (!canEdit) return card;
+  const index = STATUSES.indexOf(task.status);
   if (index > 0) button("←", () => updateTask(task, { status: STATUSES[index - 1] }));
   if (index < 2) button("→", () => updateTask(task, { status: STATUSES[index + 1] }));
   button("Edit", async () => {
@@ -247,10 +257,79 @@ function taskCard(task, canEdit) {
   button("Delete", async () => {
     await client.tasks.delete(task.id, { ifMatch: task.version });
     state.tasks.delete(task.id);
+    if (state.commentsTask && state.commentsTask.id === task.id) closeComments();
     render();
   });
-  card.append(actions);
   return card;
+}
+
+// Comments on one task at a time, newest first, kept current by the board's events.
+
+async function openComments(task) {
+  state.commentsTask = task;
+  $("#comments-task").textContent = task.title;
+  await loadComments();
+  $("#comments").hidden = false;
+}
+
+async function loadComments() {
+  const task = state.commentsTask;
+  const comments = new Map();
+  for await (const comment of client.comments.list(task.id, { limit: 100 })) comments.set(comment.id, comment);
+  if (state.commentsTask !== task) return;  // another task was opened meanwhile
+  state.comments = comments;
+  renderComments();
+}
+
+function closeComments() {
+  state.commentsTask = null;
+  state.comments = new Map();
+  $("#comments").hidden = true;
+  $("#comment-list").replaceChildren();
+}
+
+function authorName(userId) {
+  if (state.me && userId === state.me.id) return "you";
+  const present = state.room && state.room.presence.members.get(userId);
+  return present ? present.info.name : "another member";
+}
+
+function renderComments() {
+  const comments = [...state.comments.values()]
+    .sort((a, b) => b.created_at.localeCompare(a.created_at) || b.id.localeCompare(a.id));
+  $("#comment-list").replaceChildren(...comments.map(commentItem));
+}
+
+function commentItem(comment) {
+  const item = document.createElement("li");
+  item.className = "comment";
+  item.dataset.id = comment.id;
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const edited = comment.version > 1 ? " · edited" : "";
+  meta.textContent = `${authorName(comment.author_id)} · ${new Date(comment.created_at).toLocaleString()}${edited}`;
+  const body = document.createElement("div");
+  body.className = "body";
+  body.textContent = comment.body;
+  item.append(meta, body);
+  const mine = comment.author_id === state.me.id;
+  if (mine) {
+    item.append(button("Edit", async () => {
+      const text = prompt("Comment", comment.body);
+      if (!text || text === comment.body) return;
+      const updated = await client.comments.update(comment.id, text, { ifMatch: comment.version });
+      state.comments.set(updated.id, updated);
+      renderComments();
+    }));
+  }
+  if (mine || state.board.role === "owner") {
+    item.append(button("Delete", async () => {
+      await client.comments.delete(comment.id, { ifMatch: comment.version });
+      state.comments.delete(comment.id);
+      renderComments();
+    }));
+  }
+  return item;
 }
 
 async function updateTask(task, changes) {
@@ -284,21 +363,29 @@ function closeLive() {
   state.events = state.room = null;
   renderHere(new Map());
   setLive("stopped");
+  $("#live").hidden = true;
+}
+
+// What was written while the page was not listening: the tasks, and the open task's comments.
+function reload() {
+  loadTasks().catch((e) => showError(e.message));
+  if (state.commentsTask) loadComments().catch((e) => showError(e.message));
 }
 
 function openLive() {
   const channel = `board:${state.board.id}`;
   let first = true;
+  $("#live").hidden = false;
   state.events = client.live.subscribe([channel], {
     transport: "sse",
     onEvent,
-    onReset: () => loadTasks().catch((e) => showError(e.message)),
+    onReset: reload,
     onState: (live, info) => {
       setLive(live);
       if (live === "live" && first) {
         // Live from here on; reload what was written between the first load and now.
         first = false;
-        loadTasks().catch((e) => showError(e.message));
+        reload();
       }
       if (live === "stopped" && info.code === 4403) {
         showError("You no longer have access to this board.");
@@ -320,17 +407,38 @@ function openLive() {
 
 function onEvent(event) {
   const data = event.data;
+  if (event.type.startsWith("comment.")) {
+    onCommentEvent(event.type, data);
+    return;
+  }
   if (event.type === "task.created" || event.type === "task.updated") {
     const known = state.tasks.get(data.id);
     if (!known || known.version <= data.version) state.tasks.set(data.id, data);  // never go back
+    if (state.commentsTask && state.commentsTask.id === data.id) {
+      state.commentsTask = data;
+      $("#comments-task").textContent = data.title;
+    }
   } else if (event.type === "task.deleted") {
     state.tasks.delete(data.id);
+    // Its comments went with it (docs/contract.md §6).
+    if (state.commentsTask && state.commentsTask.id === data.id) closeComments();
   } else if (event.type === "board.deleted") {
     showError("This board was deleted.");
     showBoards().catch((e) => showError(e.message));
     return;
   }
   render();
+}
+
+function onCommentEvent(type, data) {
+  if (!state.commentsTask || data.task_id !== state.commentsTask.id) return;
+  if (type === "comment.deleted") {
+    state.comments.delete(data.id);
+  } else {
+    const known = state.comments.get(data.id);
+    if (!known || known.version <= data.version) state.comments.set(data.id, data);
+  }
+  renderComments();
 }
 
 function renderHere(members) {
@@ -341,6 +449,7 @@ function renderHere(members) {
     item.textContent = name;
     return item;
   }));
+  if (state.commentsTask) renderComments();  // authors who are here are shown by name
 }
 
 function appendChat(name, text) {
@@ -397,7 +506,21 @@ onSubmit("#task-form", async (data) => {
   render();
 });
 onSubmit("#member-form", async (data) => {
-  await client.members.set(state.board.id, data.get("user_id").trim(), data.get("role"));
+  const email = data.get("email").trim();
+  let user;
+  try {
+    user = await client.lookupUser(email);
+  } catch (error) {
+    if (error.status === 404) throw new Error(`No account has the email ${email}.`);
+    throw error;
+  }
+  const member = await client.members.set(state.board.id, user.id, data.get("role"));
+  showNotice(`${user.display_name || email} is now ${member.role} on this board.`);
+});
+onSubmit("#comment-form", async (data) => {
+  const comment = await client.comments.create(state.commentsTask.id, data.get("body"));
+  state.comments.set(comment.id, comment);
+  renderComments();
 });
 onSubmit("#chat-form", async (data) => {
   state.room.publish(`board:${state.board.id}`, { chat: data.get("text") });
@@ -407,6 +530,7 @@ $("#passkey-sign-in").addEventListener("click", () => {
   showError("");
   signInWithPasskey().catch((e) => showError(e.message));
 });
+$("#comments-close").addEventListener("click", closeComments);
 $("#back").addEventListener("click", () => showBoards().catch((e) => showError(e.message)));
 $("#logout").addEventListener("click", () => logout());
 $("#verify-request").addEventListener("click", () => {

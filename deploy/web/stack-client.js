@@ -87,6 +87,7 @@ export class StackClient extends Emitter {
     this.boards = new Boards(this);
     this.members = new Members(this);
     this.tasks = new Tasks(this);
+    this.comments = new Comments(this);
     this.live = new Live(this);
   }
 
@@ -197,6 +198,11 @@ export class StackClient extends Emitter {
 
   me() {
     return this.request("GET", "/auth/users/me");
+  }
+
+  /** The active account with exactly this email (ignoring case): `{id, display_name}`; 404 otherwise. */
+  lookupUser(email) {
+    return this.request("GET", "/auth/users/lookup" + query({ email }));
   }
 
   updateMe(changes) {
@@ -402,6 +408,28 @@ class Tasks {
   }
   delete(taskId, { ifMatch } = {}) {
     return this.client.request("DELETE", `/api/tasks/${taskId}`, {
+      headers: ifMatch === undefined ? {} : { "If-Match": ifMatchHeader(ifMatch) },
+    });
+  }
+}
+
+class Comments {
+  constructor(client) { this.client = client; }
+  create(taskId, body) {
+    return this.client.request("POST", `/api/tasks/${taskId}/comments`, { json: { body } });
+  }
+  list(taskId, { limit } = {}) { return this.client.paginate(`/api/tasks/${taskId}/comments`, { limit }); }
+  page(taskId, { limit, cursor } = {}) {
+    return this.client.request("GET", `/api/tasks/${taskId}/comments` + query({ limit, cursor }));
+  }
+  get(commentId) { return this.client.request("GET", `/api/comments/${commentId}`); }
+  update(commentId, body, { ifMatch } = {}) {
+    return this.client.request("PATCH", `/api/comments/${commentId}`, {
+      json: { body }, headers: ifMatch === undefined ? {} : { "If-Match": ifMatchHeader(ifMatch) },
+    });
+  }
+  delete(commentId, { ifMatch } = {}) {
+    return this.client.request("DELETE", `/api/comments/${commentId}`, {
       headers: ifMatch === undefined ? {} : { "If-Match": ifMatchHeader(ifMatch) },
     });
   }

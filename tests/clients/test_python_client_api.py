@@ -120,7 +120,9 @@ async def test_members_and_tasks(client_stack: ClientStack) -> None:
 async def test_comments(client_stack: ClientStack) -> None:
     owner, viewer = await sign_up(client_stack.base_url), await sign_up(client_stack.base_url)
     board = await owner.client.boards.create("Comments")
-    await owner.client.members.set(board["id"], viewer.me["id"], "viewer")
+    found = await owner.client.lookup_user(viewer.me["email"].upper())
+    assert found["id"] == viewer.me["id"]
+    await owner.client.members.set(board["id"], found["id"], "viewer")
     task = await owner.client.tasks.create(board["id"], title="Discuss")
     first = await viewer.client.comments.create(task["id"], " First ")
     assert (first["body"], first["author_id"]) == ("First", viewer.me["id"])

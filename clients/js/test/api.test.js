@@ -156,7 +156,10 @@ test("comments: viewers comment, pages newest first, authors edit with ifMatch, 
   const owner = await signUp();
   const viewer = await signUp();
   const board = await owner.client.boards.create("Comments");
-  await owner.client.members.set(board.id, viewer.me.id, "viewer");
+  const found = await owner.client.lookupUser(viewer.me.email.toUpperCase());
+  assert.equal(found.id, viewer.me.id);
+  await rejects(owner.client.lookupUser(`nobody-${randomUUID()}@example.com`), 404, "not_found");
+  await owner.client.members.set(board.id, found.id, "viewer");
   const task = await owner.client.tasks.create(board.id, { title: "Discuss" });
   const first = await viewer.client.comments.create(task.id, " First ");
   assert.equal(first.body, "First");

@@ -177,6 +177,11 @@ class AsyncStackClient:
     async def me(self) -> JSON:
         return await self.request_object("GET", "/auth/users/me")
 
+    async def lookup_user(self, email: str) -> JSON:
+        """The active account with exactly this email (ignoring case): `{id, display_name}`;
+        a 404 `StackError` otherwise."""
+        return await self.request_object("GET", "/auth/users/lookup", params={"email": email})
+
     async def update_me(
         self,
         *,
