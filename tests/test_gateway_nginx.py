@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from launcher import TEMPLATE, StackConfig, nginx_binary, render_template
 from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import connect
 
-from servicekit.testing import free_port
+from devstack.launcher import TEMPLATE, StackConfig, nginx_binary, render_template
+from devstack.testing import free_port
 
 FORWARDED = ("host", "x-forwarded-for", "x-forwarded-proto", "x-request-id")
 SECURITY_HEADERS = {

@@ -3,8 +3,9 @@
 import promql_parser
 import pytest
 import yaml
-from build_dashboards import rendered
-from promql_queries import (
+
+from devstack.dashboards import rendered
+from devstack.promql import (
     DASHBOARDS,
     GRAFANA_BUILTINS,
     PROVISIONING,
