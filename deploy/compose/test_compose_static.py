@@ -64,6 +64,12 @@ def test_each_service_builds_from_its_own_dockerfile(name: str) -> None:
     assert (ROOT / build["context"]).resolve() == ROOT
     assert (ROOT / build["dockerfile"]).is_file()
     assert build["dockerfile"] == f"{name}-service/Dockerfile"
+    # The service and its runtime libraries only: no dev group, no development package (which
+    # the build context leaves out as well; tests/test_compose.py checks the built image).
+    dockerfile = (ROOT / build["dockerfile"]).read_text()
+    assert f"uv sync --frozen --no-dev --no-editable --package {name}-service\n" in dockerfile
+    assert "devstack" not in dockerfile
+    assert "libs/devstack/" in (ROOT / ".dockerignore").read_text().splitlines()
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))

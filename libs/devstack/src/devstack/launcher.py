@@ -527,7 +527,9 @@ def down(config: StackConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        prog="python -m devstack.launcher",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
     )
     parser.add_argument("command", choices=["dev", "up", "down"])
     command = parser.parse_args(argv).command
