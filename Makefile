@@ -5,7 +5,7 @@ DATABASE_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/stack
 export DATABASE_URL
 
 .PHONY: prerequisites install fmt lint test test-fast migrate dev stack-up stack-down run-auth run-api run-realtime bench \
-	compose-test helm-files images
+	compose-test images
 
 # What the tests and the native stack need (uv, Debian packages, the JavaScript client's
 # packages), installed when missing; without root it names the command to run instead.
@@ -37,13 +37,13 @@ test-fast: install
 	$(RUN) pytest -m "not e2e" $(PARALLEL)
 
 dev: install
-	$(RUN) python deploy/local/launcher.py dev
+	$(RUN) python -m devstack.launcher dev
 
 stack-up: install
-	$(RUN) python deploy/local/launcher.py up
+	$(RUN) python -m devstack.launcher up
 
 stack-down:
-	$(RUN) python deploy/local/launcher.py down
+	$(RUN) python -m devstack.launcher down
 
 # The event log's migrations run after api-service's, whose history created its tables.
 migrate:
@@ -72,29 +72,22 @@ bench:
 compose-test: install
 	deploy/compose/test.sh
 
-# The Helm chart carries copies of the files it needs (a chart can only read its own
-# directory): the gateway template, the demo page and the dashboards. The tests check that the
-# copies are identical to the originals; run this after changing any of them.
-HELM_FILES := deploy/helm/stack/files
-
-helm-files:
-	rm -rf $(HELM_FILES)
-	mkdir -p $(HELM_FILES)/web $(HELM_FILES)/dashboards
-	cp deploy/nginx/nginx.conf.template $(HELM_FILES)/
-	cp deploy/web/* $(HELM_FILES)/web/
-	cp deploy/grafana/dashboards/*.json $(HELM_FILES)/dashboards/
-
-# The three service images, tagged as the chart's values expect:
-# $(REGISTRY)/<service>-service:$(TAG) (no registry prefix when REGISTRY is empty).
+# The three service images and the gateway's, tagged as the chart's values expect:
+# $(REGISTRY)/<service>-service:$(TAG) and $(REGISTRY)/stack-gateway:$(TAG) (no registry prefix
+# when REGISTRY is empty).
 REGISTRY ?=
 # Defaults to the chart's appVersion, the tag its values use when image.tag is empty.
 TAG ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' deploy/helm/stack/Chart.yaml)
 IMAGE_PREFIX := $(if $(REGISTRY),$(patsubst %/,%,$(REGISTRY))/,)
-# PYTHON_IMAGE, when set, replaces the Dockerfiles' base image (a mirror or a local build).
+# PYTHON_IMAGE and NGINX_IMAGE, when set, replace the Dockerfiles' base images (a mirror or a
+# local build).
 IMAGE_BUILD_ARGS := $(if $(PYTHON_IMAGE),--build-arg PYTHON_IMAGE=$(PYTHON_IMAGE),)
+GATEWAY_BUILD_ARGS := $(if $(NGINX_IMAGE),--build-arg NGINX_IMAGE=$(NGINX_IMAGE),)
 
 images:
 	for service in auth api realtime; do \
 		docker build $(IMAGE_BUILD_ARGS) -f $$service-service/Dockerfile \
 			-t $(IMAGE_PREFIX)$$service-service:$(TAG) . || exit 1; \
 	done
+	docker build $(GATEWAY_BUILD_ARGS) -f deploy/gateway/Dockerfile \
+		-t $(IMAGE_PREFIX)stack-gateway:$(TAG) .

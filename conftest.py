@@ -18,9 +18,9 @@ import asyncpg
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
+from devstack.pgcluster import own_cluster
+from devstack.testing import admin_url
 from servicekit.db import asyncpg_dsn
-from servicekit.pgcluster import own_cluster
-from servicekit.testing import admin_url
 
 END_TO_END = Path(__file__).parent / "tests"
 TEST_ONLY_SETTINGS = {

@@ -3,6 +3,8 @@
 - the event log's tables (inbox, log, lease, watermark) are named only inside the eventlog
   package (libs/eventlog/src), which owns them;
 - no service imports another service's package, and libs/ import no service;
+- nothing the images ship (the services, servicekit, eventlog) imports devstack, the
+  development package no image contains;
 - no service names another service's schema in its code, except the objects that schema
   publishes as its contract (docs/contract.md).
 
@@ -91,6 +93,20 @@ def import_offenders(sources: Iterable[Source]) -> list[str]:
     return offenders
 
 
+# What the production images install: each service and its runtime libraries.
+SHIPPED = (*(f"{name}-service" for name in SERVICES), "libs/servicekit", "libs/eventlog")
+
+
+def development_offenders(sources: Iterable[Source]) -> list[str]:
+    return [
+        f"{path} imports {module}"
+        for path, text in sources
+        if any(path.is_relative_to(top) for top in SHIPPED)
+        for module in imported_modules(path, text)
+        if module.split(".")[0] == "devstack"
+    ]
+
+
 def schema_offenders(sources: Iterable[Source]) -> list[str]:
     offenders = []
     for path, text in sources:
@@ -117,6 +133,10 @@ def test_no_service_imports_another_and_libraries_import_none() -> None:
     assert import_offenders(code_files()) == []
 
 
+def test_nothing_the_images_ship_imports_the_development_package() -> None:
+    assert development_offenders(code_files()) == []
+
+
 def test_no_service_names_another_services_schema_but_its_contract() -> None:
     assert schema_offenders(code_files()) == []
     for name, doc in CONTRACTS.items():
@@ -131,6 +151,9 @@ def test_each_rule_finds_what_it_forbids() -> None:
     assert import_offenders([(realtime, "from api_service.models import members")])
     assert import_offenders([(Path("libs/eventlog/src/eventlog/x.py"), "import auth_service")])
     assert not import_offenders([(realtime, "from realtime_service import hub")])
+    assert development_offenders([(realtime, "from devstack.testing import free_port")])
+    assert development_offenders([(Path("libs/servicekit/src/x.py"), "import devstack")])
+    assert not development_offenders([(Path("bench/x.py"), "from devstack import launcher")])
     assert schema_offenders([(realtime, "q = 'SELECT role FROM api.members'")])
     assert not schema_offenders([(realtime, "q = 'SELECT api.board_role($1, $2)'")])
     assert not schema_offenders([(realtime, "url = 'http://x/api/boards'")])

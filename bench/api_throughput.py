@@ -25,9 +25,9 @@ import asyncpg
 import httpx
 from sqlalchemy.engine import make_url
 
+from devstack.testing import fresh_database, uvicorn_process
 from eventlog import MIGRATIONS as LOG_MIGRATIONS
 from servicekit.db import asyncpg_dsn
-from servicekit.testing import fresh_database, uvicorn_process
 
 ROOT = Path(__file__).parents[1]
 MIGRATIONS = [

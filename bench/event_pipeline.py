@@ -28,7 +28,6 @@ import resource
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -43,14 +42,13 @@ import httpx
 import uvloop
 
 from bench.api_throughput import run_wrk, wrk_script
+from devstack.launcher import LauncherError, NativeStack, StackConfig
+from devstack.testing import free_port, fresh_database, uvicorn_process
 from eventlog import MIGRATIONS as LOG_MIGRATIONS
 from eventlog.tables import INBOX, LOG
 from servicekit.db import asyncpg_dsn
-from servicekit.testing import free_port, fresh_database, uvicorn_process
 
 ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT / "deploy" / "local"))
-from launcher import LauncherError, NativeStack, StackConfig  # noqa: E402
 
 # api-service's before the log's (which adopts the tables api's history created), then realtime's.
 MIGRATIONS = [

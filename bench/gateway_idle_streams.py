@@ -16,18 +16,16 @@ import json
 import os
 import resource
 import statistics
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import httpx
 
-from servicekit.testing import free_port, fresh_database
+from devstack.launcher import NativeStack, StackConfig
+from devstack.testing import free_port, fresh_database
 
 ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT / "deploy" / "local"))
-from launcher import NativeStack, StackConfig  # noqa: E402
 
 PASSWORD = "bench password 1"
 

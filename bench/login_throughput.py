@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from servicekit.testing import fresh_database, uvicorn_process
+from devstack.testing import fresh_database, uvicorn_process
 
 MIGRATIONS = Path(__file__).parents[1] / "auth-service" / "migrations"
 PASSWORD = "benchmark password"

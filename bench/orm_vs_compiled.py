@@ -22,7 +22,7 @@ import statistics
 import httpx
 
 from bench.api_throughput import MIGRATIONS, prepare, refresh_statistics, run_wrk, wrk_script
-from servicekit.testing import fresh_database, uvicorn_process
+from devstack.testing import fresh_database, uvicorn_process
 
 PAIRS = ("create", "read", "list")
 

@@ -32,13 +32,18 @@ from pathlib import Path
 import asyncpg
 
 from api_service.events import TASK_UPDATED
+from devstack.testing import (
+    ServiceProcess,
+    events_sequenced,
+    fresh_database,
+    rss_bytes,
+    uvicorn_service,
+)
 from eventlog import MIGRATIONS as LOG_MIGRATIONS
 from eventlog.reader import head
-from eventlog.testing import events_sequenced
 from eventlog.writer import Event, append_events
 from servicekit.db import Connection, asyncpg_dsn
 from servicekit.jwt import encode_access_token, load_signing_key
-from servicekit.testing import ServiceProcess, fresh_database, rss_bytes, uvicorn_service
 
 ROOT = Path(__file__).parents[1]
 # api-service's before the log's (which adopts the tables api's history created), then realtime's.

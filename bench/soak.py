@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,15 +36,13 @@ import httpx
 import uvloop
 
 from bench.event_pipeline import Subscriber, percentile, sign_up, stack_on
+from devstack.launcher import MIGRATIONS, NativeStack
+from devstack.pgcluster import Cluster, own_cluster
 from eventlog.tables import INBOX, LEASE, LOG
 from servicekit.db import asyncpg_dsn
 from servicekit.migrate import main as migrate
-from servicekit.pgcluster import Cluster, own_cluster
 
 ROOT = Path(__file__).parents[1]
-sys.path.insert(0, str(ROOT / "deploy" / "local"))
-from launcher import MIGRATIONS, NativeStack  # noqa: E402
-
 RESULTS = ROOT / "bench" / "results"
 PLOTS = ROOT / "bench" / "plots"
 # The sequencer's batch statement, as pg_stat_statements normalises it.

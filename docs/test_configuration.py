@@ -1,7 +1,18 @@
 """docs/configuration.md is what docs/configuration.py renders from the settings classes, and
 every setting says what it is for."""
 
-import configuration
+import importlib.util
+from pathlib import Path
+
+# docs/configuration.py is a script beside the document it writes, not a package's module:
+# loaded from its path, as `python docs/configuration.py` runs it.
+_SPEC = importlib.util.spec_from_file_location(
+    "configuration", Path(__file__).with_name("configuration.py")
+)
+assert _SPEC is not None
+assert _SPEC.loader is not None
+configuration = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(configuration)
 
 
 def test_the_reference_matches_the_settings_classes() -> None:

@@ -5,7 +5,6 @@ import asyncio
 import json
 import os
 import re
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,14 +16,11 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
-from servicekit.pgcluster import own_cluster
-from servicekit.testing import SseStream, free_port, fresh_database
+from devstack.launcher import NativeStack, StackConfig
+from devstack.pgcluster import own_cluster
+from devstack.testing import SseStream, free_port, fresh_database
 
 ROOT = Path(__file__).parents[1]
-# The launcher and the dashboard builder are scripts, not packages.
-sys.path.insert(0, str(ROOT / "deploy" / "local"))
-sys.path.insert(0, str(ROOT / "deploy" / "grafana"))
-from launcher import NativeStack, StackConfig  # noqa: E402
 
 PASSWORD = "e2e password 1"
 # The gateway's limits in the test stacks: sign-ups and logins are not paced, but a flood

@@ -16,11 +16,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from launcher import NativeStack
 from sqlalchemy.engine import make_url
 
+from devstack.launcher import NativeStack
+from devstack.testing import LaggingFinProxy, SseStream, free_port, fresh_database
 from servicekit.db import asyncpg_dsn
-from servicekit.testing import LaggingFinProxy, SseStream, free_port, fresh_database
 
 from .conftest import (
     SECRETS_SEEN,

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from servicekit.testing import SseStream
+from devstack.testing import SseStream
 
 from .conftest import ROOT, sign_up
 
@@ -176,6 +176,42 @@ def test_the_build_context_leaves_out_the_virtualenv_and_everything_unbuilt() ->
     finally:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
     assert size < 5 * 1024 * 1024, f"the build context is {size / 1e6:.0f} MB"
+
+
+# Lists what a service image has installed, and where the development package would be.
+INSTALLED = (
+    "import importlib.metadata, importlib.util\n"
+    "print(*sorted(d.metadata['Name'] for d in importlib.metadata.distributions()))\n"
+    "print(importlib.util.find_spec('devstack'))\n"
+)
+
+
+@pytest.mark.parametrize("service", ["auth", "api", "realtime"])
+def test_no_service_image_contains_the_development_package(service: str) -> None:
+    """devstack (the launcher, the test fixtures) is a dev-only dependency: the image built by
+    compose holds the service and its runtime libraries, and nothing of devstack, neither
+    installed nor as files."""
+    image = f"{PROJECT}-{service}"
+    installed = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "python", image, "-c", INSTALLED],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.splitlines()
+    packages = set(installed[0].split())
+    assert {f"{service}-service", "servicekit", "eventlog"} <= packages, packages
+    assert "devstack" not in packages
+    assert installed[1] == "None", installed[1]
+    find = ["find", "/app", "/usr", "-name", "*devstack*"]
+    files = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", find[0], image, *find[1:]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert files == "", files
 
 
 async def test_prometheus_scrapes_every_job_of_its_configuration() -> None:

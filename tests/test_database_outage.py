@@ -3,7 +3,7 @@
 is closed 1011 with a reason, each service logs the outage once (no traceback per request),
 and everything works again by itself once the server is back.
 
-The cluster is the test's own (servicekit.pgcluster), stopped and started by the test."""
+The cluster is the test's own (devstack.pgcluster), stopped and started by the test."""
 
 import asyncio
 import json
@@ -17,9 +17,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from devstack.pgcluster import Cluster, own_cluster
+from devstack.testing import free_port
 from servicekit.db import ensure_database
-from servicekit.pgcluster import Cluster, own_cluster
-from servicekit.testing import free_port
 
 from .conftest import (
     ROOT,

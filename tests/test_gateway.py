@@ -10,7 +10,8 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from servicekit.testing import SseStream, close_after_oversized_frame
+from devstack.launcher import WEB_FILES
+from devstack.testing import SseStream, close_after_oversized_frame
 
 from .conftest import NativeStack, User, sign_up
 
@@ -41,6 +42,21 @@ async def next_event(ws: ClientConnection) -> dict[str, object]:
         message = json.loads(await asyncio.wait_for(ws.recv(), 5))
         if message["type"] == "event":
             return message  # type: ignore[no-any-return]
+
+
+@pytest.mark.compose
+async def test_the_page_and_the_client_are_served_as_their_sources_are(
+    gateway: httpx.AsyncClient,
+) -> None:
+    """Natively from the sources themselves, in compose from the gateway image built from
+    them: either way byte for byte what the repository holds, the client under the name the
+    page imports it by."""
+    for name, source in WEB_FILES.items():
+        response = await gateway.get(f"/web/{name}")
+        assert response.status_code == 200, name
+        assert response.content == source.read_bytes(), name
+    page = await gateway.get("/")
+    assert page.content == WEB_FILES["index.html"].read_bytes()
 
 
 @pytest.mark.compose

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from launcher import NativeStack
 
-from servicekit.testing import free_port
+from devstack.launcher import NativeStack
+from devstack.testing import free_port
 
 from .conftest import gateway_client, native_stack, node_stream, sign_up
 

@@ -11,11 +11,18 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from launcher import TEMPLATE, StackConfig, nginx_binary, render_template
 from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import connect
 
-from servicekit.testing import free_port
+from devstack.launcher import (
+    TEMPLATE,
+    StackConfig,
+    link_web_root,
+    nginx_binary,
+    nginx_directives,
+    render_template,
+)
+from devstack.testing import free_port
 
 FORWARDED = ("host", "x-forwarded-for", "x-forwarded-proto", "x-request-id")
 SECURITY_HEADERS = {
@@ -87,7 +94,8 @@ async def silent_upstream() -> AsyncIterator[int]:
 async def nginx(
     run_dir: Path, auth: int, api: int, realtime: int, edit: Callable[[str], str] = str
 ) -> AsyncIterator[str]:
-    """nginx with the launcher's rendering of the template (changed by `edit`), on a free port."""
+    """nginx as the launcher runs it, its template rendered (then changed by `edit`), on a
+    free port."""
     config = StackConfig(
         gateway_port=free_port(),
         status_port=free_port(),
@@ -96,10 +104,12 @@ async def nginx(
         realtime_ports=[realtime],
         run_dir=run_dir,
     )
+    link_web_root(config.web_root)
     conf = run_dir / "nginx.conf"
     conf.write_text(edit(render_template(TEMPLATE.read_text(), config.nginx_variables())))
+    # The launcher's directives too: its workers must read the web root in a private tmp_path.
     process = await asyncio.create_subprocess_exec(
-        nginx_binary(), "-c", str(conf), "-g", "daemon off;"
+        nginx_binary(), "-c", str(conf), "-g", nginx_directives()
     )
     try:
         async with httpx.AsyncClient() as client:

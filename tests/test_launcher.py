@@ -9,21 +9,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from launcher import LauncherError, NativeStack, StackConfig, check_postgres
 
-from servicekit.testing import free_port, fresh_database
+from devstack.launcher import LauncherError, NativeStack, StackConfig, check_postgres
+from devstack.testing import free_port, fresh_database
 
-from .conftest import native_only
-
-LAUNCHER = Path(__file__).parents[1] / "deploy" / "local" / "launcher.py"
+from .conftest import ROOT, native_only
 
 
-async def launcher(
-    args: list[str], env: dict[str, str], script: Path = LAUNCHER
-) -> subprocess.CompletedProcess[str]:
+async def launcher(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, str(script), *args],
+        [sys.executable, "-m", "devstack.launcher", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -41,7 +37,7 @@ async def test_an_unreachable_postgres_is_reported_with_what_to_do() -> None:
 async def test_a_missing_nginx_is_reported_with_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr("launcher.shutil.which", lambda *_, **__: None)
+    monkeypatch.setattr("devstack.launcher.shutil.which", lambda *_, **__: None)
     with pytest.raises(LauncherError, match="apt-get install"):
         await NativeStack(StackConfig(run_dir=tmp_path)).start()
 
@@ -54,15 +50,23 @@ async def test_stack_up_from_a_checkout_only_its_owner_can_read_then_stack_down(
     catcher and monitoring (every job scraped, both realtime replicas), from a checkout of
     mode 700 as a clone under /root is; `down` stops all of it. One stack for both: each
     start and stop of a whole stack costs the suite many seconds."""
-    # What the launcher reads from its checkout, copied into a directory of mode 700.
+    # The launcher and what it reads from its checkout, copied into a directory of mode 700;
+    # the copy's devstack is the one imported (PYTHONPATH, below), so it serves the copy.
     checkout = tmp_path / "private"
     checkout.mkdir(mode=0o700)
-    root = LAUNCHER.parents[2]
-    for part in ("deploy/local", "deploy/nginx", "deploy/web", "deploy/prometheus"):
-        shutil.copytree(root / part, checkout / part)
+    for part in (
+        "libs/devstack/src",
+        "deploy/local",
+        "deploy/nginx",
+        "deploy/web",
+        "deploy/prometheus",
+    ):
+        shutil.copytree(ROOT / part, checkout / part)
+    (checkout / "clients" / "js").mkdir(parents=True)
+    shutil.copy(ROOT / "clients" / "js" / "index.js", checkout / "clients" / "js")
     for name in ("auth", "api", "realtime"):
         migrations = f"{name}-service/migrations"
-        shutil.copytree(root / migrations, checkout / migrations)
+        shutil.copytree(ROOT / migrations, checkout / migrations)
     run_dir = tmp_path / "run"
     async with fresh_database("launcher", []) as url:
         ports = {
@@ -86,9 +90,9 @@ async def test_stack_up_from_a_checkout_only_its_owner_can_read_then_stack_down(
             "STACK_RUN_DIR": str(run_dir),
             "LOG_LEVEL": "WARNING",
             "STACK_MONITORING": "1",
+            "PYTHONPATH": str(checkout / "libs" / "devstack" / "src"),
         }
-        private_launcher = checkout / "deploy" / "local" / "launcher.py"
-        up = await launcher(["up"], env, private_launcher)
+        up = await launcher(["up"], env)
         try:
             assert up.returncode == 0, up.stderr
             gateway = f"http://127.0.0.1:{ports['GATEWAY']}"
@@ -101,6 +105,7 @@ async def test_stack_up_from_a_checkout_only_its_owner_can_read_then_stack_down(
                 response = await client.get(f"{gateway}/realtime/openapi.json")
                 page = await client.get(f"{gateway}/")
                 script = await client.get(f"{gateway}/web/app.js")
+                served_client = await client.get(f"{gateway}/web/stack-client.js")
                 mailbox = await client.get(f"{mail}/messages.json")
                 for _ in range(50):  # discovery runs a moment after Prometheus is ready
                     targets = (await client.get(f"{prometheus}/api/v1/targets")).json()
@@ -113,11 +118,13 @@ async def test_stack_up_from_a_checkout_only_its_owner_can_read_then_stack_down(
             assert page.status_code == 200, page.text
             assert "<html" in page.text.lower()
             assert script.status_code == 200
+            assert served_client.content == (ROOT / "clients" / "js" / "index.js").read_bytes()
+            assert os.readlink(run_dir / "web" / "stack-client.js").startswith(str(checkout))
             assert mailbox.json() == []
             assert jobs == expected_jobs
             assert len([t for t in active if t["labels"]["job"] == "realtime"]) == 2
         finally:
-            down = await launcher(["down"], env, private_launcher)
+            down = await launcher(["down"], env)
         assert down.returncode == 0, down.stderr
         assert not (run_dir / "stack.pid").exists()
         with pytest.raises(httpx.TransportError):

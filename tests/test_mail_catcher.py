@@ -16,7 +16,7 @@ import httpx
 import pytest
 from playwright.async_api import async_playwright, expect
 
-from servicekit.testing import free_port
+from devstack.testing import free_port
 
 from .conftest import ROOT, gateway_client, native_stack
 from .test_demo_page import CHROMIUM, CHROMIUM_ARGS

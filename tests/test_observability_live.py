@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from launcher import NativeStack
-from promql_queries import dashboard_queries, exported_metric_names, recorded_names, substitute
 from websockets.asyncio.client import connect
 
-from servicekit.testing import SseStream, free_port
+from devstack.launcher import NativeStack
+from devstack.promql import dashboard_queries, exported_metric_names, recorded_names, substitute
+from devstack.testing import SseStream, free_port
 
 from .conftest import SECRETS_SEEN, log_leaks, native_only, native_stack, sign_up
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, Request, Response, expect
 
-from servicekit.testing import free_port, node_oidc_provider, query_of, through_provider_pages
+from devstack.testing import free_port, node_oidc_provider, query_of, through_provider_pages
 from stack_client import AsyncStackClient, StackError
 
 from .conftest import (

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from servicekit.testing import free_port
+from devstack.testing import free_port
 from stack_client import AsyncStackClient, StackError
 
 from .conftest import PASSWORD, NativeStack, gateway_client, native_only, native_stack, sign_up

@@ -13,9 +13,14 @@ from fastapi import FastAPI
 
 from api_service.config import Settings
 from api_service.main import create_app
+from devstack.testing import (
+    asgi_client,
+    channel_events,
+    events_sequenced,
+    fresh_database,
+    uvicorn_process,
+)
 from eventlog import MIGRATIONS as LOG_MIGRATIONS
-from eventlog.testing import channel_events, events_sequenced
-from servicekit.testing import asgi_client, fresh_database, uvicorn_process
 
 ROOT = Path(__file__).parents[2]
 MIGRATIONS = [

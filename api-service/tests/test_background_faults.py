@@ -18,17 +18,17 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from api_service.config import Settings
-from eventlog.backlog import PROBE_TIMEOUT_SECONDS, BacklogProbe, _BacklogCollector
-from eventlog.sequencer import Sequencer
-from servicekit.db import Database, asyncpg_dsn
-from servicekit.supervisor import Supervisor
-from servicekit.testing import (
+from devstack.testing import (
     LaggingFinProxy,
     ServiceProcess,
     free_port,
     fresh_database,
     uvicorn_service,
 )
+from eventlog.backlog import PROBE_TIMEOUT_SECONDS, BacklogProbe, _BacklogCollector
+from eventlog.sequencer import Sequencer
+from servicekit.db import Database, asyncpg_dsn
+from servicekit.supervisor import Supervisor
 
 from .conftest import MIGRATIONS
 

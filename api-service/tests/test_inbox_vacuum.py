@@ -7,12 +7,11 @@ import time
 import asyncpg
 
 from api_service.config import Settings
+from devstack.testing import events_sequenced, fresh_database
 from eventlog.sequencer import Sequencer
-from eventlog.testing import events_sequenced
 from eventlog.vacuum import vacuum_inbox_periodically
 from servicekit.db import Database, asyncpg_dsn
 from servicekit.supervisor import Supervisor
-from servicekit.testing import fresh_database
 
 from .conftest import MIGRATIONS
 

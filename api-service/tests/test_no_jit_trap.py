@@ -11,11 +11,11 @@ import asyncpg
 import pytest
 
 from api_service.config import Settings
+from devstack.testing import fresh_database
 from eventlog import sequencer
 from eventlog.sequencer import Sequencer
 from servicekit.db import Database, asyncpg_dsn
 from servicekit.supervisor import Heartbeat
-from servicekit.testing import fresh_database
 
 from .conftest import MIGRATIONS
 

@@ -17,16 +17,16 @@ import pytest
 from prometheus_client import REGISTRY
 
 from api_service.config import Settings
-from eventlog.sequencer import Sequencer
-from eventlog.testing import events_sequenced
-from eventlog.writer import events_committed
-from servicekit.db import asyncpg_dsn
-from servicekit.testing import (
+from devstack.testing import (
     ServiceProcess,
+    events_sequenced,
     fresh_database,
     uvicorn_process,
     uvicorn_service,
 )
+from eventlog.sequencer import Sequencer
+from eventlog.writer import events_committed
+from servicekit.db import asyncpg_dsn
 
 from .conftest import MIGRATIONS, PASSWORD, User
 

@@ -10,8 +10,8 @@ from sqlalchemy import text
 
 from auth_service.config import Settings
 from auth_service.main import create_app
+from devstack.testing import asgi_client, fresh_database
 from eventlog import MIGRATIONS as LOG_MIGRATIONS
-from servicekit.testing import asgi_client, fresh_database
 
 MIGRATIONS = Path(__file__).parents[1] / "migrations"
 # Deactivation and reset append events to api-service's inbox (the log's entry), so the test

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from servicekit.testing import free_port
+from devstack.testing import free_port
 
 
 @dataclass

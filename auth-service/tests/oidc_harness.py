@@ -1,4 +1,4 @@
-"""What the sign-in tests talk to besides panva's oidc-provider (servicekit.testing starts
+"""What the sign-in tests talk to besides panva's oidc-provider (devstack.testing starts
 it): a forging provider of the test's own, a real HTTP server whose token endpoint hands out
 whatever ID token a test made."""
 
@@ -19,8 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from devstack.testing import free_port
 from servicekit.jwt import SigningKey, generate_private_key_pem, load_signing_key
-from servicekit.testing import free_port
 
 PROVIDER_SCRIPT = Path(__file__).parents[2] / "tests" / "oidc_provider" / "provider.js"
 CLIENT_ID = "stack-test"

@@ -13,7 +13,7 @@ from auth_service.config import Settings
 from auth_service.lifecycle import RESET, prepare_mail
 from auth_service.mail import MailRequest
 from auth_service.throttle import email_key
-from servicekit.testing import uvicorn_service
+from devstack.testing import uvicorn_service
 
 from .conftest import (
     PASSWORD,

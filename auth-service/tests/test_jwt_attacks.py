@@ -15,8 +15,8 @@ from jose import jwt
 from sqlalchemy import text
 
 from auth_service.config import Settings
+from devstack.testing import b64url, craft_token, hs256_signer, rs256_signer
 from servicekit.jwt import generate_private_key_pem, load_signing_key
-from servicekit.testing import b64url, craft_token, hs256_signer, rs256_signer
 
 from .conftest import Account, bearer, login
 

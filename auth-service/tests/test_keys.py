@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from auth_service.config import Settings
 from auth_service.main import create_app
+from devstack.testing import asgi_client, fresh_database, uvicorn_process
 from servicekit.jwks import KeySet, TokenVerifier, http_jwks_fetcher
 from servicekit.jwt import generate_private_key_pem, load_signing_key
-from servicekit.testing import asgi_client, fresh_database, uvicorn_process
 
 from .conftest import MIGRATIONS, PASSWORD, bearer, unique_email
 

@@ -14,7 +14,7 @@ from auth_service import metrics
 from auth_service.config import Settings
 from auth_service.mail import SUBJECTS
 from auth_service.main import create_app
-from servicekit.testing import asgi_client, free_port
+from devstack.testing import asgi_client, free_port
 
 from .conftest import (
     Account,

@@ -15,14 +15,14 @@ from sqlalchemy import text
 
 from auth_service.config import OidcProvider, Settings
 from auth_service.main import create_app
-from servicekit.jwt import generate_private_key_pem, load_signing_key
-from servicekit.testing import (
+from devstack.testing import (
     asgi_client,
     free_port,
     node_oidc_provider,
     query_of,
     through_provider_pages,
 )
+from servicekit.jwt import generate_private_key_pem, load_signing_key
 
 from .conftest import bearer, count_rows, login, register, unique_email
 from .oidc_harness import (

@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from auth_service.config import Settings
 from auth_service.main import create_app
-from servicekit.testing import asgi_client
+from devstack.testing import asgi_client
 
 from .conftest import (
     Account,

@@ -60,7 +60,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-BUILT=(auth api realtime mailcatcher)
+BUILT=(auth api realtime mailcatcher nginx)
 step "building the images (${BUILT[*]})"
 stack "$PROJECT" "$GATEWAY_PORT" "$PROMETHEUS_PORT" "$MAIL_VIEWER_PORT" build --quiet \
   "${BUILT[@]}" || exit 1

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 import yaml
-from launcher import TEMPLATE_VARIABLES
 
 from api_service.config import Settings as ApiSettings
 from auth_service.config import Settings as AuthSettings
+from devstack.launcher import TEMPLATE, TEMPLATE_VARIABLES, WEB_FILES
 from realtime_service.config import Settings as RealtimeSettings
 
 ROOT = Path(__file__).parents[2]
@@ -64,6 +64,12 @@ def test_each_service_builds_from_its_own_dockerfile(name: str) -> None:
     assert (ROOT / build["context"]).resolve() == ROOT
     assert (ROOT / build["dockerfile"]).is_file()
     assert build["dockerfile"] == f"{name}-service/Dockerfile"
+    # The service and its runtime libraries only: no dev group, no development package (which
+    # the build context leaves out as well; tests/test_compose.py checks the built image).
+    dockerfile = (ROOT / build["dockerfile"]).read_text()
+    assert f"uv sync --frozen --no-dev --no-editable --package {name}-service\n" in dockerfile
+    assert "devstack" not in dockerfile
+    assert "libs/devstack/" in (ROOT / ".dockerignore").read_text().splitlines()
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
@@ -110,15 +116,13 @@ def test_scalable_services_have_no_container_name_and_no_published_port() -> Non
         assert "ports" not in services[name], f"{name} would not scale with a host port"
 
 
-@pytest.mark.parametrize("name", sorted(SERVICES))
-def test_dockerfiles_are_hadolint_clean(name: str) -> None:
+@pytest.mark.parametrize(
+    "dockerfile",
+    [*(f"{name}-service/Dockerfile" for name in sorted(SERVICES)), "deploy/gateway/Dockerfile"],
+)
+def test_dockerfiles_are_hadolint_clean(dockerfile: str) -> None:
     result = subprocess.run(
-        [
-            tool("hadolint"),
-            "--failure-threshold",
-            "info",
-            str(ROOT / f"{name}-service" / "Dockerfile"),
-        ],
+        [tool("hadolint"), "--failure-threshold", "info", str(ROOT / dockerfile)],
         capture_output=True,
         text=True,
         check=False,
@@ -126,9 +130,38 @@ def test_dockerfiles_are_hadolint_clean(name: str) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+GATEWAY_DOCKERFILE = ROOT / "deploy" / "gateway" / "Dockerfile"
+# The maintained stable nginx line (even minor numbers are nginx's stable branches).
+GATEWAY_BASE = "nginx:1.30"
+
+
+def test_the_gateway_is_built_from_the_repository_with_nothing_mounted() -> None:
+    """Compose runs the gateway image, which holds the template, the page and the client,
+    each copied from its one source: the files the native launcher serves (WEB_FILES)."""
+    gateway = compose()["services"]["nginx"]
+    assert "image" not in gateway
+    assert (ROOT / gateway["build"]["context"]).resolve() == ROOT
+    assert ROOT / gateway["build"]["dockerfile"] == GATEWAY_DOCKERFILE
+    assert "volumes" not in gateway, "the image carries the gateway's files"
+    copies = dict(re.findall(r"^COPY (\S+) (\S+)$", GATEWAY_DOCKERFILE.read_text(), re.MULTILINE))
+    web_root = Path(gateway["environment"]["WEB_ROOT"])
+    expected = {
+        str(TEMPLATE.relative_to(ROOT)): "/etc/nginx/templates/nginx.conf.template",
+        **{
+            str(source.relative_to(ROOT)): str(web_root / name)
+            for name, source in WEB_FILES.items()
+        },
+    }
+    assert copies == expected
+    # The build context keeps them, though .dockerignore leaves the rest of deploy/ and
+    # clients/ out.
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    for source in expected:
+        assert f"!{source}" in ignored, source
+
+
 IMAGE_DEFAULTS = {
     "postgres": ("POSTGRES_IMAGE", "postgres:16-bookworm"),
-    "nginx": ("NGINX_IMAGE", "nginx:1.28-bookworm"),
     "nginx-exporter": ("NGINX_EXPORTER_IMAGE", "nginx/nginx-prometheus-exporter:1.4"),
     "postgres-exporter": (
         "POSTGRES_EXPORTER_IMAGE",
@@ -153,7 +186,13 @@ def test_every_image_name_comes_from_a_variable_with_the_upstream_default() -> N
         assert "ARG PYTHON_IMAGE=python:3.11-slim-bookworm\n" in dockerfile
         froms = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
         assert froms == ["${PYTHON_IMAGE}", "${PYTHON_IMAGE}"], "both stages"
+    gateway_build = services["nginx"]["build"]
+    assert gateway_build["args"] == {"NGINX_IMAGE": f"${{NGINX_IMAGE:-{GATEWAY_BASE}}}"}
+    gateway_dockerfile = GATEWAY_DOCKERFILE.read_text()
+    assert f"ARG NGINX_IMAGE={GATEWAY_BASE}\n" in gateway_dockerfile
+    assert re.findall(r"^FROM (\S+)", gateway_dockerfile, re.MULTILINE) == ["${NGINX_IMAGE}"]
     documented = (ROOT / ".env.example").read_text()
+    assert f"NGINX_IMAGE={GATEWAY_BASE}\n" in documented
     for variable, _ in [*IMAGE_DEFAULTS.values(), ("PYTHON_IMAGE", "")]:
         assert f"{variable}=" in documented, f"{variable} is not in .env.example"
 

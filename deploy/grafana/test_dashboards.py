@@ -3,8 +3,9 @@
 import promql_parser
 import pytest
 import yaml
-from build_dashboards import rendered
-from promql_queries import (
+
+from devstack.dashboards import rendered
+from devstack.promql import (
     DASHBOARDS,
     GRAFANA_BUILTINS,
     PROVISIONING,
@@ -18,7 +19,7 @@ from promql_queries import (
 
 def test_the_json_files_are_what_the_builder_writes() -> None:
     files = {path.name: path.read_text() for path in DASHBOARDS.glob("*.json")}
-    assert files == rendered(), "run python deploy/grafana/build_dashboards.py"
+    assert files == rendered(), "run uv run python -m devstack.dashboards"
     assert len(files) == 5
 
 

@@ -4,7 +4,6 @@ engine (helm-python-sdk), every object validated against the Kubernetes schemas
 and the chart held to the same contracts as compose: settings, ports, names, the gateway
 template, and the restricted Pod Security Standard."""
 
-import filecmp
 import functools
 import json
 import re
@@ -20,10 +19,11 @@ import helm_python as helm
 import jsonschema
 import pytest
 import yaml
-from launcher import TEMPLATE_VARIABLES
 
 from api_service.config import Settings as ApiSettings
 from auth_service.config import Settings as AuthSettings
+from devstack.dashboards import rendered as rendered_dashboards
+from devstack.launcher import TEMPLATE_VARIABLES
 from realtime_service.config import Settings as RealtimeSettings
 
 ROOT = Path(__file__).parents[2]
@@ -153,12 +153,6 @@ def compose() -> dict[str, Any]:
     return loaded
 
 
-def default_of(value: str) -> str:
-    """A compose value with its variable's default: `${NGINX_IMAGE:-nginx:1.28}` -> `nginx:1.28`."""
-    variable = re.fullmatch(r"\$\{\w+:-(.*)\}", value)
-    return variable[1] if variable else value
-
-
 all_value_sets = pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 
 
@@ -168,7 +162,11 @@ all_value_sets = pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 @all_value_sets
 def test_the_chart_renders_and_lints_clean(value_set: str) -> None:
     kinds = {obj["kind"] for obj in rendered(value_set)}
-    assert {"Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "Job"} <= kinds
+    assert {"Deployment", "Service", "PodDisruptionBudget", "Job"} <= kinds
+    # The only ConfigMaps are the dashboards, for Grafana's sidecar: no file copies.
+    assert ("ConfigMap" in kinds) == VALUE_SETS[value_set].get("dashboards", {}).get(
+        "enabled", False
+    )
     report = helm.lint(
         CHART, VALUE_SETS[value_set], strict=True, kube_version=f"v{KUBERNETES_VERSION}"
     )
@@ -458,10 +456,9 @@ def test_the_gateway_gets_exactly_the_template_variables_as_in_compose() -> None
         assert container[probe]["httpGet"] == {"path": "/", "port": "http"}, probe
     (published,) = compose()["services"]["nginx"]["ports"]
     assert published.rsplit(":", 1)[1] == str(ports["http"])
-    assert default_of(compose()["services"]["nginx"]["image"]) == container["image"]
+    # WEB_ROOT is where the gateway image put the page and the client (compose's is the same).
+    assert env["WEB_ROOT"] == compose_env["WEB_ROOT"]
     mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
-    assert mounts[env["WEB_ROOT"]] == "web"
-    assert mounts["/etc/nginx/templates"] == "template"
     assert mounts[env["NGINX_ENVSUBST_OUTPUT_DIR"]] == "rendered"
     assert mounts[env["RUN_DIR"]] == "tmp"
     assert container["args"][:3] == [
@@ -471,32 +468,38 @@ def test_the_gateway_gets_exactly_the_template_variables_as_in_compose() -> None
     ]
 
 
-def test_the_chart_carries_identical_copies_of_the_gateway_page_and_dashboards() -> None:
-    files = CHART / "files"
-    assert filecmp.cmp(
-        files / "nginx.conf.template", ROOT / "deploy" / "nginx" / "nginx.conf.template", False
-    ), "the chart's gateway template differs: run `make helm-files`"
-    for copy, original in (
-        (files / "web", ROOT / "deploy" / "web"),
-        (files / "dashboards", ROOT / "deploy" / "grafana" / "dashboards"),
-    ):
-        comparison = filecmp.dircmp(copy, original)
-        assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in original.iterdir())
-        _, mismatched, errors = filecmp.cmpfiles(copy, original, comparison.common_files, False)
-        assert (mismatched, errors) == ([], []), f"{copy} differs: run `make helm-files`"
+def test_the_gateway_runs_the_gateway_image_with_no_files_mounted_from_the_chart() -> None:
+    """The template, the page and the client are in the image (deploy/gateway/Dockerfile);
+    the chart carries no copy of them, so the pod mounts only its writable scratch space."""
+    chart_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert service_container("defaults", "gateway")["image"] == f"stack-gateway:{chart_version}"
+    for value_set in VALUE_SETS:
+        pod = find(value_set, "Deployment", f"{FULLNAME}-gateway")["spec"]["template"]["spec"]
+        gateway = next(c for c in pod["containers"] if c["name"] == "gateway")
+        registry = VALUE_SETS[value_set].get("image", {})
+        if registry:
+            expected = f"{registry['registry']}/stack-gateway:{registry['tag']}"
+            assert gateway["image"] == expected
+        assert {volume["name"]: set(volume) - {"name"} for volume in pod["volumes"]} == {
+            "rendered": {"emptyDir"},
+            "tmp": {"emptyDir"},
+        }
+    assert not list((CHART / "files").glob("*.template"))
+    assert not (CHART / "files" / "web").exists()
 
 
-def test_the_gateway_configmaps_hold_the_files_byte_for_byte() -> None:
-    template = find("defaults", "ConfigMap", f"{FULLNAME}-gateway-template")
-    original = (ROOT / "deploy" / "nginx" / "nginx.conf.template").read_text()
-    assert template["data"] == {"nginx.conf.template": original}
-    web = find("defaults", "ConfigMap", f"{FULLNAME}-gateway-web")
-    assert web["data"] == {p.name: p.read_text() for p in (ROOT / "deploy" / "web").iterdir()}
+def test_the_dashboard_configmaps_hold_the_builders_dashboards() -> None:
+    """The chart's folder is the dashboards' one home: what the builder writes is what the
+    ConfigMaps carry (compose's Grafana mounts the same folder)."""
+    written = rendered_dashboards()
+    assert len(written) == 5
     dashboards = objects_of("every-opt-in", "ConfigMap")
-    for path in (ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"):
-        (configmap,) = [c for c in dashboards if path.name in c["data"]]
-        assert json.loads(configmap["data"][path.name]) == json.loads(path.read_text())
+    for name, text in written.items():
+        (configmap,) = [c for c in dashboards if name in c["data"]]
+        assert json.loads(configmap["data"][name]) == json.loads(text)
         assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    grafana = compose()["services"]["grafana"]["volumes"]
+    assert "./deploy/helm/stack/files/dashboards:/var/lib/grafana/dashboards:ro" in grafana
 
 
 # --- Pods: the restricted Pod Security Standard, probes, disruption, draining ------------
@@ -753,6 +756,36 @@ def test_the_ingress_sends_everything_to_the_gateway_with_stream_timeouts() -> N
 def component_of(peer: Manifest) -> str | None:
     labels: dict[str, str] = peer.get("podSelector", {}).get("matchLabels", {})
     return labels.get("app.kubernetes.io/component")
+
+
+def test_forwarded_headers_are_trusted_from_the_gateway_alone_by_default() -> None:
+    """By default uvicorn trusts X-Forwarded-* from any peer that can connect, and the
+    NetworkPolicies let only the gateway connect (api and realtime reach auth too, and send
+    none); without the policies the chart asks for an explicit list rather than trust every
+    pod of the cluster."""
+    for name in SERVICES:
+        assert env_of(service_container("defaults", name))["FORWARDED_ALLOW_IPS"] == "*"
+        policy = find("defaults", "NetworkPolicy", f"{FULLNAME}-{name}")
+        (only_rule,) = policy["spec"]["ingress"]
+        expected = {"gateway", "api", "realtime"} if name == "auth" else {"gateway"}
+        assert {component_of(peer) for peer in only_rule["from"]} == expected
+    without_policies = {"networkPolicy": {"enabled": False}}
+    with pytest.raises(helm.HelmError, match="forwardedAllowIps"):
+        render_chart(without_policies)
+    pod_cidr = "10.244.0.0/16"
+    for values in (
+        {**without_policies, "forwardedAllowIps": pod_cidr},
+        {"forwardedAllowIps": pod_cidr},
+    ):
+        objects = render_chart(values)
+        for name in SERVICES:
+            deployment = next(
+                o
+                for o in objects
+                if o["kind"] == "Deployment" and o["metadata"]["name"] == f"{FULLNAME}-{name}"
+            )
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            assert env_of(container)["FORWARDED_ALLOW_IPS"] == pod_cidr
 
 
 def test_network_policies_let_only_the_gateway_reach_the_services() -> None:

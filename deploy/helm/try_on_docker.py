@@ -9,7 +9,9 @@ after preStop: the stream must end with `disconnect` 1012 and the process exit w
 grace period left. With gateway.exporter.enabled it scrapes the exporter beside nginx.
 
     python deploy/helm/try_on_docker.py --set image.registry=... --set image.tag=... \\
-        --set gateway.image.repository=... --set gateway.image.tag=... --postgres-image ...
+        --postgres-image ...
+
+The images are those `make images` builds (the three services' and the gateway's).
 
 It creates containers and one network named after --prefix, and removes them at the end.
 """
@@ -58,7 +60,6 @@ def run_container(
     name: str,
     container: dict[str, Any],
     pod: dict[str, Any],
-    configmaps: dict[str, dict[str, str]],
     secret_values: dict[tuple[str, str], str],
     workdir: Path,
     network: list[str],
@@ -85,23 +86,22 @@ def run_container(
         "--group-add",
         str(pod_context["fsGroup"]),
     ]
+    # Secrets reach the containers as files only (the chart's tests hold it to that).
     for item in container.get("env", []):
-        if "valueFrom" in item:
-            ref = item["valueFrom"]["secretKeyRef"]
-            value = secret_values[(ref["name"], ref["key"])]
-        else:
-            value = item["value"]
-        args += ["--env", f"{item['name']}={value}"]
+        args += ["--env", f"{item['name']}={item['value']}"]
     volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
     for mount in container.get("volumeMounts", []):
         volume = volumes[mount["name"]]
         if "emptyDir" in volume:
             args += ["--tmpfs", f"{mount['mountPath']}:rw,mode=1777"]
         else:
+            # A Secret's items as files, as the kubelet mounts them.
+            secret = volume["secret"]
             files = workdir / f"{name}-{mount['name']}"
             files.mkdir(parents=True, exist_ok=True)
-            for key, text in configmaps[volume["configMap"]["name"]].items():
-                (files / key).write_text(text)
+            for item in secret["items"]:
+                value = secret_values[(secret["secretName"], item["key"])]
+                (files / item["path"]).write_text(value)
             args += ["--volume", f"{files}:{mount['mountPath']}:ro"]
     if "command" in container:
         args += ["--entrypoint", container["command"][0]]
@@ -155,7 +155,6 @@ def main() -> None:
     password = secrets.token_hex(8)
     database_url = f"postgresql+asyncpg://stack:{password}@db:5432/stack"
     secret_values = {("stack-database", "url"): database_url}
-    configmaps = {o["metadata"]["name"]: o["data"] for o in objects if o["kind"] == "ConfigMap"}
     pods = {
         o["metadata"]["labels"]["app.kubernetes.io/component"]: o["spec"]["template"]["spec"]
         for o in objects
@@ -182,7 +181,7 @@ def main() -> None:
             job = pods["migrations"]
             for step in [*job.get("initContainers", []), *job["containers"]]:
                 print(f"migrations: {step['name']}", file=sys.stderr)
-                run_container(prefix, step["name"], step, job, configmaps, secret_values,
+                run_container(prefix, step["name"], step, job, secret_values,
                               workdir, ["--network", prefix], detach=False)  # fmt: skip
             for component in ("auth", "api", "realtime", "gateway"):
                 pod = pods[component]
@@ -197,7 +196,7 @@ def main() -> None:
                     if index > 0:
                         network = ["--network", f"container:{first}"]
                     started.append(f"{prefix}-{name}")
-                    run_container(prefix, name, container, pod, configmaps, secret_values,
+                    run_container(prefix, name, container, pod, secret_values,
                                   workdir, network, detach=True)  # fmt: skip
                 if component == "auth":  # api and realtime load its keys at start
                     time.sleep(5)

@@ -5,8 +5,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from launcher import ROOT, TEMPLATE, StackConfig, nginx_binary, render_template
 
+from devstack.launcher import ROOT, TEMPLATE, StackConfig, nginx_binary, render_template
 from servicekit import serve
 
 
@@ -45,8 +45,8 @@ NGINX_DEFAULT_UPSTREAM_KEEPALIVE = 60
 # keep-alive below, and none may start uvicorn with flags of its own.
 SERVICE_STARTERS = [
     ROOT / "Makefile",
-    ROOT / "deploy" / "local" / "launcher.py",
-    ROOT / "libs" / "servicekit" / "src" / "servicekit" / "testing.py",
+    ROOT / "libs" / "devstack" / "src" / "devstack" / "launcher.py",
+    ROOT / "libs" / "devstack" / "src" / "devstack" / "testing.py",
     ROOT / "deploy" / "helm" / "stack" / "templates" / "services.yaml",
     *(ROOT / f"{name}-service" / "Dockerfile" for name in ("auth", "api", "realtime")),
 ]

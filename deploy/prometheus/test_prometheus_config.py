@@ -5,7 +5,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from launcher import PROMETHEUS_CONFIG, StackConfig, native_prometheus_config
+
+from devstack.launcher import PROMETHEUS_CONFIG, StackConfig, native_prometheus_config
 
 RULES = PROMETHEUS_CONFIG.parent / "rules"
 

@@ -19,17 +19,17 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from eventlog import MIGRATIONS as LOG_MIGRATIONS
-from eventlog.testing import events_sequenced
-from servicekit.db import asyncpg_dsn
-from servicekit.jwt import SigningKey, encode_access_token, load_signing_key
-from servicekit.testing import (
+from devstack.testing import (
     ServiceProcess,
     SseStream,
+    events_sequenced,
     fresh_database,
     uvicorn_process,
     uvicorn_service,
 )
+from eventlog import MIGRATIONS as LOG_MIGRATIONS
+from servicekit.db import asyncpg_dsn
+from servicekit.jwt import SigningKey, encode_access_token, load_signing_key
 
 ROOT = Path(__file__).parents[2]
 # api-service's before the log's (which adopts the tables api's history created), then realtime's.

@@ -14,9 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
-from servicekit.db import asyncpg_dsn
-from servicekit.jwt import load_signing_key
-from servicekit.testing import (
+from devstack.testing import (
     ServiceProcess,
     SseStream,
     free_port,
@@ -24,6 +22,8 @@ from servicekit.testing import (
     uvicorn_process,
     uvicorn_service,
 )
+from servicekit.db import asyncpg_dsn
+from servicekit.jwt import load_signing_key
 
 from .conftest import MIGRATIONS, Board, Stack, open_sse, settled
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
-from servicekit.testing import close_after_oversized_frame
+from devstack.testing import close_after_oversized_frame
 
 from .conftest import (
     ORIGIN,

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from servicekit.testing import rss_bytes
+from devstack.testing import rss_bytes
 
 from .conftest import (
     Board,

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import pytest
 
-from eventlog.testing import events_sequenced
+from devstack.testing import events_sequenced
 from servicekit.db import asyncpg_dsn
 
 from ..conftest import native_stack

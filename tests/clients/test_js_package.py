@@ -7,14 +7,6 @@ from ..conftest import ROOT
 JS_CLIENT = ROOT / "clients" / "js"
 
 
-def test_the_demo_page_serves_the_client_as_it_is() -> None:
-    served = ROOT / "deploy" / "web" / "stack-client.js"
-    assert served.read_text() == (JS_CLIENT / "index.js").read_text(), (
-        "deploy/web/stack-client.js is a copy of clients/js/index.js: "
-        "cp clients/js/index.js deploy/web/stack-client.js"
-    )
-
-
 def test_the_package_is_an_es_module_without_runtime_dependencies() -> None:
     package = json.loads((JS_CLIENT / "package.json").read_text())
     assert package["type"] == "module"

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from devstack.testing import fresh_database
 from eventlog import MIGRATIONS
-from servicekit.testing import fresh_database
 
 ROOT = Path(__file__).parents[3]
 # The log's tables were created by api-service's migrations 0001-0003; its own adopt them.

@@ -2,7 +2,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from servicekit.testing import fresh_database
+from devstack.testing import fresh_database
 
 
 @pytest.fixture(scope="session")

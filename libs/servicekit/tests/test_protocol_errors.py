@@ -7,11 +7,11 @@ import httpx
 import pytest
 from fastapi import APIRouter
 
+from devstack.testing import asgi_client
 from servicekit.app import create_service_app
 from servicekit.errors import ErrorBody
 from servicekit.schemas import StrictModel
 from servicekit.settings import ServiceSettings
-from servicekit.testing import asgi_client
 
 
 class Item(StrictModel):

@@ -10,9 +10,9 @@ import asyncpg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from devstack.testing import LaggingFinProxy, fresh_database
 from servicekit.db import Database, asyncpg_dsn
 from servicekit.settings import ServiceSettings
-from servicekit.testing import LaggingFinProxy, fresh_database
 
 PROBE_INTERVAL = 0.2
 

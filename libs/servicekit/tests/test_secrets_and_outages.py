@@ -11,12 +11,12 @@ from fastapi import APIRouter, FastAPI
 from pydantic import Field, ValidationError
 from sqlalchemy import text
 
+from devstack.testing import asgi_client, free_port
 from servicekit.app import create_service_app
 from servicekit.db import Database, SessionDep, Statement, TransactionDep
 from servicekit.logging import JsonFormatter
 from servicekit.schemas import StrictModel
 from servicekit.settings import ServiceSettings
-from servicekit.testing import asgi_client, free_port
 
 SECRET = "$argon2id$v=19$m=65536,t=3,p=4$c2VjcmV0LXNhbHQ$not-a-real-hash"
 

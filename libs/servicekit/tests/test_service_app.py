@@ -14,13 +14,13 @@ from fastapi import APIRouter, FastAPI
 from pydantic import Field
 from sqlalchemy import bindparam, column, select, table, text
 
+from devstack.testing import asgi_client
 from servicekit.app import create_service_app
 from servicekit.db import Database, SessionDep, Statement, TransactionDep
 from servicekit.errors import Conflict
 from servicekit.logging import JsonFormatter
 from servicekit.schemas import StrictModel
 from servicekit.settings import ServiceSettings
-from servicekit.testing import asgi_client
 
 
 class NoteIn(StrictModel):

@@ -12,10 +12,10 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
+from devstack.testing import asgi_client
 from servicekit.app import create_service_app
 from servicekit.settings import ServiceSettings
 from servicekit.supervisor import Heartbeat, LoopsUnhealthy, Supervisor
-from servicekit.testing import asgi_client
 
 
 def unique(prefix: str) -> str:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from servicekit.testing import free_port
+from devstack.testing import free_port
 
 ROOT = Path(__file__).parents[3]
 A_TEST_ON_THE_DATABASE = (

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from devstack.testing import craft_token, hs256_signer, rs256_signer
 from servicekit import jwks as jwks_module
 from servicekit.jwks import KeySet, TokenVerifier, http_jwks_fetcher
 from servicekit.jwt import (
@@ -24,7 +25,6 @@ from servicekit.jwt import (
     load_signing_key,
     read_kid,
 )
-from servicekit.testing import craft_token, hs256_signer, rs256_signer
 
 AUDIENCE = "stack"
 ISSUER = "http://issuer.test/auth"

@@ -86,7 +86,7 @@ http://{{ include "stack.fullname" . }}-auth:{{ include "stack.port" "auth" }}/a
 - name: LOG_LEVEL
   value: {{ $root.Values.logLevel | quote }}
 - name: FORWARDED_ALLOW_IPS
-  value: {{ $root.Values.forwardedAllowIps | quote }}
+  value: {{ include "stack.forwardedAllowIps" $root | quote }}
 {{- range $setting, $value := (index $root.Values $name "settings") }}
 - name: {{ upper $setting }}
   value: {{ if kindIs "string" $value }}{{ $value | quote }}{{ else }}{{ $value | toJson | quote }}{{ end }}
@@ -176,4 +176,19 @@ the database URL, and each of the service's secretSettings. (list $ "auth") */}}
   to:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end -}}
+
+{{/* Whom uvicorn trusts X-Forwarded-* from. Empty forwardedAllowIps: every peer the
+NetworkPolicies let connect, which is the gateway alone (api and realtime also reach auth, and
+send no forwarded headers); gateway pods' addresses are not known in advance, so the policy,
+not an address list, is what narrows it. Without the policies that would be every pod of the
+cluster: then an explicit list is required. */}}
+{{- define "stack.forwardedAllowIps" -}}
+{{- if .Values.forwardedAllowIps -}}
+{{- .Values.forwardedAllowIps -}}
+{{- else if .Values.networkPolicy.enabled -}}
+*
+{{- else -}}
+{{- fail "forwardedAllowIps: with networkPolicy.enabled false, name the addresses the gateway's pods have (your pod CIDR)" -}}
+{{- end -}}
 {{- end -}}

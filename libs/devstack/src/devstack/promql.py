@@ -5,14 +5,14 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import promql_parser
 import yaml
 
-ROOT = Path(__file__).parents[2]
-DASHBOARDS = ROOT / "deploy" / "grafana" / "dashboards"
+from devstack import ROOT
+from devstack.dashboards import OUT as DASHBOARDS
+
 PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "stack.rules.yml"
 

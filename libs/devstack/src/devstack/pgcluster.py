@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from servicekit.testing import free_port
+from devstack.testing import free_port
 
 
 def _pg_binary(name: str) -> str:

@@ -1,14 +1,18 @@
-"""Writes the provisioned Grafana dashboards (dashboards/*.json) from the compact definitions
-below, so that every panel has a unit, a description, the datasource variable and
-`$__rate_interval`. Run `python deploy/grafana/build_dashboards.py` after editing; a test
-fails when the JSON files and this script disagree.
+"""Writes the provisioned Grafana dashboards from the compact definitions below, so that every
+panel has a unit, a description, the datasource variable and `$__rate_interval`. Run
+`uv run python -m devstack.dashboards` after editing; a test fails when the JSON files and
+this module disagree.
+
+The dashboards have one home, inside the chart (a chart reads only files in its own
+directory): compose's Grafana mounts the same folder.
 """
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
-OUT = Path(__file__).parent / "dashboards"
+from devstack import ROOT
+
+OUT = ROOT / "deploy" / "helm" / "stack" / "files" / "dashboards"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 R = "$__rate_interval"
 

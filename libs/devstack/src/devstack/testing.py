@@ -1,5 +1,6 @@
-"""Helpers for the services' test suites: a fresh, migrated database per test run, and
-hand-made tokens for attacking verifiers."""
+"""Helpers for the test suites and benchmarks: a fresh, migrated database per test run, free
+ports, real service processes, hand-made tokens for attacking verifiers, and waiting for the
+event log's sequencer."""
 
 import asyncio
 import base64
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
+import asyncpg
 import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -30,7 +32,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from servicekit.db import drop_database, ensure_database
+from eventlog.tables import INBOX, LOG
+from servicekit.db import asyncpg_dsn, drop_database, ensure_database
 from servicekit.migrations import upgrade
 
 DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -388,3 +391,32 @@ async def close_after_oversized_frame(
             await ws.close()
     received = ws.protocol.close_rcvd
     return (received.code, received.reason) if received is not None else (None, "")
+
+
+_INBOX_ROWS = f"SELECT count(*) FROM {INBOX}"
+_CHANNEL_EVENTS = f"SELECT type, data FROM {LOG} WHERE channel = $1 ORDER BY id"
+
+
+async def events_sequenced(database_url: str, timeout: float = 10.0) -> None:
+    """Wait until the sequencer has moved every committed event from the inbox into the log:
+    a write's events reach the log a few milliseconds after its commit."""
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while await connection.fetchval(_INBOX_ROWS):
+            assert asyncio.get_running_loop().time() < deadline, "the inbox was not emptied"
+            await asyncio.sleep(0.01)
+    finally:
+        await connection.close()
+
+
+async def channel_events(database_url: str, channel: str) -> list[tuple[str, dict[str, Any]]]:
+    """The (type, data) of every event in the log on `channel`, oldest first, once every
+    committed event has been sequenced: what a subscriber of the channel would receive."""
+    await events_sequenced(database_url)
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        rows = await connection.fetch(_CHANNEL_EVENTS, channel)
+    finally:
+        await connection.close()
+    return [(row["type"], json.loads(row["data"])) for row in rows]

@@ -1,8 +1,8 @@
 """The native stack: the three services and nginx, from this checkout, without Docker.
 
-    python deploy/local/launcher.py dev     # foreground; Ctrl-C stops everything
-    python deploy/local/launcher.py up      # background; returns once the gateway answers
-    python deploy/local/launcher.py down
+    python -m devstack.launcher dev     # foreground; Ctrl-C stops everything
+    python -m devstack.launcher up      # background; returns once the gateway answers
+    python -m devstack.launcher down
 
 The end-to-end tests start the same stack through `NativeStack`. Every address comes from the
 environment (defaults in docs/contract.md §1): GATEWAY_PORT (8080), STATUS_PORT (8081),
@@ -35,13 +35,21 @@ import asyncpg
 import httpx
 import yaml
 
+from devstack import ROOT
+from devstack.testing import free_port
 from eventlog import MIGRATIONS as LOG_MIGRATIONS
 from servicekit.db import asyncpg_dsn
 from servicekit.migrate import main as migrate
-from servicekit.testing import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "nginx" / "nginx.conf.template"
+# What the gateway serves under /web/, by file name, from each file's one source: the gateway
+# image copies the same files in (deploy/gateway/Dockerfile).
+WEB_FILES = {
+    "index.html": ROOT / "deploy" / "web" / "index.html",
+    "app.js": ROOT / "deploy" / "web" / "app.js",
+    "style.css": ROOT / "deploy" / "web" / "style.css",
+    "stack-client.js": ROOT / "clients" / "js" / "index.js",
+}
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 # api-service's before the log's (which adopts the tables api's history created), then realtime's.
 MIGRATIONS = [
@@ -80,6 +88,16 @@ def render_template(template: str, variables: Mapping[str, str]) -> str:
     for name in TEMPLATE_VARIABLES:
         template = template.replace("${" + name + "}", variables[name])
     return template
+
+
+def link_web_root(directory: Path) -> None:
+    """`directory` made the gateway's web root: a symbolic link to each file's source, so that
+    an edit shows on the next reload and no copy is kept."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, source in WEB_FILES.items():
+        link = directory / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(source)
 
 
 def servers(ports: Sequence[int]) -> str:
@@ -154,6 +172,11 @@ class StackConfig:
         return not (self.extra_env.get("SMTP_HOST") or os.environ.get("SMTP_HOST"))
 
     @property
+    def web_root(self) -> Path:
+        """Where nginx finds the demo page and the client (`link_web_root` makes it)."""
+        return self.run_dir / "web"
+
+    @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
 
@@ -165,7 +188,7 @@ class StackConfig:
             "ERROR_LOG": str(self.run_dir / "nginx-error.log"),
             "ACCESS_LOG": str(self.run_dir / "nginx-access.log"),
             "RESOLVER": "",
-            "WEB_ROOT": str(ROOT / "deploy" / "web"),
+            "WEB_ROOT": str(self.web_root),
             "AUTH_SERVERS": servers([self.auth_port]),
             "API_SERVERS": servers([self.api_port]),
             "REALTIME_SERVERS": servers(self.realtime_ports),
@@ -264,6 +287,7 @@ class NativeStack:
             self._service(f"realtime-{index + 1}", "realtime_service.main:app", port, realtime_env)
         for port in [config.api_port, *config.realtime_ports]:
             await self._wait_ready(port)
+        link_web_root(config.web_root)
         conf = config.run_dir / "nginx.conf"
         conf.write_text(render_template(TEMPLATE.read_text(), config.nginx_variables()))
         check = await asyncio.to_thread(
@@ -466,7 +490,10 @@ def up(config: StackConfig) -> None:
     config.run_dir.mkdir(parents=True, exist_ok=True)
     log = (config.run_dir / "launcher.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, __file__, "dev"], stdout=log, stderr=log, start_new_session=True
+        [sys.executable, "-m", "devstack.launcher", "dev"],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -500,7 +527,9 @@ def down(config: StackConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        prog="python -m devstack.launcher",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
     )
     parser.add_argument("command", choices=["dev", "up", "down"])
     command = parser.parse_args(argv).command
