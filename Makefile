@@ -34,7 +34,7 @@ test: install
 	$(RUN) pytest $(PARALLEL)
 
 test-fast: install
-	$(RUN) pytest -m "not e2e" $(PARALLEL)
+	$(RUN) pytest -m "not e2e and not slow" $(PARALLEL)
 
 dev: install
 	$(RUN) python -m devstack.launcher dev

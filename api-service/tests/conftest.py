@@ -1,6 +1,7 @@
 """api-service runs in-process; tokens come from a real auth-service process whose JWKS the
 api-service fetches over HTTP, as in production."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -135,3 +136,22 @@ async def events_on(app: FastAPI, channel: str) -> list[tuple[str, dict[str, Any
 def database_url_of(app: FastAPI) -> str:
     url: str = app.state.db.engine.url.render_as_string(hide_password=False)
     return url
+
+
+async def one_of_two_edits_wins(
+    client: httpx.AsyncClient, url: str, bodies: tuple[dict[str, Any], dict[str, Any]], user: User
+) -> dict[str, Any]:
+    """Two PATCHes of `url` sent at once, both with `If-Match: "1"`: one must win (200) and
+    the other get 412 with nothing overwritten, whichever order they interleave in. Returns
+    the row as read afterwards, checked to be the winner's at version 2."""
+    headers = {**user.headers, "If-Match": '"1"'}
+    results = await asyncio.gather(
+        *(client.patch(url, json=body, headers=headers) for body in bodies)
+    )
+    assert sorted(response.status_code for response in results) == [200, 412]
+    loser = next(response for response in results if response.status_code == 412)
+    assert loser.json()["error"] == "precondition_failed"
+    final: dict[str, Any] = (await client.get(url, headers=user.headers)).json()
+    assert final == next(response for response in results if response.status_code == 200).json()
+    assert final["version"] == 2
+    return final

@@ -32,6 +32,9 @@ from servicekit.supervisor import Supervisor
 
 from .conftest import MIGRATIONS
 
+# Left out of `make test-fast` (docs/testing.md): every database backend killed under a process.
+pytestmark = pytest.mark.slow
+
 LEASE_SECONDS = 2.0
 RESUME_SECONDS = 5.0
 

@@ -30,6 +30,9 @@ from servicekit.db import asyncpg_dsn
 
 from .conftest import MIGRATIONS, PASSWORD, User
 
+# Left out of `make test-fast` (docs/testing.md): three api processes, killed and paused.
+pytestmark = pytest.mark.slow
+
 LEASE_SECONDS = 2.0
 REFUSED_TOTAL = "api_outbox_refused_batches_total"
 REPLICAS = 3

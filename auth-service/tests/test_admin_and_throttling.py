@@ -275,6 +275,7 @@ async def test_lockouts_double_up_to_the_cap(
     assert lockouts == [60, 120, 240, 480, 900, 900]
 
 
+@pytest.mark.slow  # not in `make test-fast`: two auth processes
 async def test_throttling_holds_across_two_replicas(database_url: str) -> None:
     env = {"DATABASE_URL": database_url}
     async with (

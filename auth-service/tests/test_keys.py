@@ -6,6 +6,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -30,6 +31,7 @@ async def test_jwks_publishes_the_active_public_key(
     assert not {"d", "p", "q", "dp", "dq", "qi"} & set(keys[0])
 
 
+@pytest.mark.slow  # not in `make test-fast`: several auth processes
 async def test_replicas_started_together_agree_on_one_dev_key() -> None:
     async with fresh_database("auth_race", [MIGRATIONS]) as url, AsyncExitStack() as stack:
         env = {"DATABASE_URL": url, "LOG_LEVEL": "WARNING"}

@@ -27,6 +27,10 @@ from servicekit.jwt import load_signing_key
 
 from .conftest import MIGRATIONS, Board, Stack, open_sse, settled
 
+# Left out of `make test-fast` (docs/testing.md): three realtime processes, nats-server
+# killed and restarted.
+pytestmark = pytest.mark.slow
+
 NATS_SERVER = "/usr/sbin/nats-server"
 NODES = 3
 

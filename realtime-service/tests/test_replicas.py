@@ -7,6 +7,7 @@ import signal
 import uuid
 
 import httpx
+import pytest
 
 from .conftest import (
     Board,
@@ -18,6 +19,9 @@ from .conftest import (
     receive_type,
     ws_connect,
 )
+
+# Left out of `make test-fast` (docs/testing.md): several realtime processes, one killed.
+pytestmark = pytest.mark.slow
 
 
 async def test_a_client_on_each_replica_gets_every_event_once(

@@ -267,6 +267,7 @@ async def test_close_1008_for_a_foreign_origin(stack: Stack) -> None:
         assert await closed_with(ws) == 1008
 
 
+@pytest.mark.slow  # not in `make test-fast`: fills a socket buffer of its own process
 async def test_slow_consumer_is_cut_off_with_4002_and_resumes_without_loss(
     stack: Stack, board: Board, realtime_process: RealtimeFactory
 ) -> None:

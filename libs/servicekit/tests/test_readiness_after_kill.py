@@ -7,12 +7,16 @@ import asyncio
 import time
 
 import asyncpg
+import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from devstack.testing import LaggingFinProxy, fresh_database
 from servicekit.db import Database, asyncpg_dsn
 from servicekit.settings import ServiceSettings
+
+# Left out of `make test-fast` (docs/testing.md): every database backend killed.
+pytestmark = pytest.mark.slow
 
 PROBE_INTERVAL = 0.2
 

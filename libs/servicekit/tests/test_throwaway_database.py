@@ -8,7 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from devstack.testing import free_port
+
+# Left out of `make test-fast` (docs/testing.md): a PostgreSQL cluster of its own.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).parents[3]
 A_TEST_ON_THE_DATABASE = (
