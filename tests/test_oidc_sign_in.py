@@ -156,7 +156,8 @@ async def test_link_the_provider_from_the_account_panel(
         await page.click("#link-buttons button:has-text('Link Test ID')")
         await at_the_provider(page, oidc_stack.issuer, f"linker-{uuid.uuid4().hex[:8]}")
         await expect(page.locator("#notice")).to_have_text("Test ID is linked to your account.")
-        await expect(page.locator("#whoami")).to_contain_text(user.id)
+        # The header names the user; its title is their email (deploy/web/app.js).
+        await expect(page.locator("#whoami")).to_have_attribute("title", user.email)
         await page.click("#account summary")
         linked = page.locator("#linked li[data-provider=test]")
         await expect(linked).to_be_visible()

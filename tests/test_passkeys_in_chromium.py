@@ -77,7 +77,8 @@ async def test_register_sign_out_sign_in_with_it_delete_it(
 
         await page.click("#logout")
         await page.click("#passkey-sign-in")
-        await expect(page.locator("#whoami")).to_contain_text(user.id)
+        # The header names the user; its title is their email (deploy/web/app.js).
+        await expect(page.locator("#whoami")).to_have_attribute("title", user.email)
         await expect(page.locator("#boards-view")).to_be_visible()
 
         await page.click("#account summary")
