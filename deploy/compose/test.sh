@@ -101,7 +101,11 @@ print(free_port())') || exit 1
   chmod 0644 "$OIDC_TEST_SECRET_FILE"  # auth runs as uid 10001
   python3 -c 'import secrets; print(secrets.token_urlsafe(24))' >"$OIDC_TEST_SECRET_FILE"
   export OIDC_TEST_PORT OIDC_TEST_BRIDGE OIDC_TEST_SECRET_FILE
-  first_files=(-f docker-compose.yml -f deploy/compose/test-oidc.yml)
+  # With -f, compose reads no docker-compose.override.yml by itself: name it, as the second
+  # copy reads it.
+  first_files=(-f docker-compose.yml)
+  [[ ! -f docker-compose.override.yml ]] || first_files+=(-f docker-compose.override.yml)
+  first_files+=(-f deploy/compose/test-oidc.yml)
   # Named services (COMPOSE_TEST_SERVICES) come from docker-compose.yml: add the relay.
   ((${#SERVICES[@]} == 0)) || SERVICES+=(oidc-test-relay)
   oidc_env=(E2E_OIDC_PORT="$OIDC_TEST_PORT" E2E_OIDC_ALSO_LISTEN_ON="$OIDC_TEST_BRIDGE"
