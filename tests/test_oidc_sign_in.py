@@ -1,10 +1,18 @@
 """Sign-in through an OpenID provider, end to end: panva's oidc-provider (a certified
 implementation, tests/oidc_provider) on a free port, the native stack through its gateway, and
-the demo page in Chromium. The ID-token attacks are in auth-service/tests/test_oidc.py."""
+the demo page in Chromium. The ID-token attacks are in auth-service/tests/test_oidc.py.
+
+Against the compose stack (`make compose-test`, E2E_BASE_URL) the tests still start the
+provider, beside the stack on this machine, on the port E2E_OIDC_PORT that deploy/compose/test.sh
+chose and configured auth with (deploy/compose/test-oidc.yml), with the client secret it wrote
+(E2E_OIDC_CLIENT_SECRET_FILE), also listening on the Docker bridge's address
+(E2E_OIDC_ALSO_LISTEN_ON) for auth's relay."""
 
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -18,43 +26,56 @@ from .conftest import (
     PASSWORD,
     ROOT,
     SECRETS_SEEN,
-    NativeStack,
     gateway_client,
-    native_only,
     native_stack,
     sign_up,
 )
 from .test_demo_page import browser  # noqa: F401 (the module's Chromium)
 
-pytestmark = native_only("starts a stack whose auth-service knows the test provider")
-
+# deploy/compose/test-oidc.yml configures the compose stack's auth with the same client.
 CLIENT_ID = "stack-e2e"
 CLIENT_SECRET = "e2e-client-secret-0c41d7a2"
 SCRIPT = ROOT / "tests" / "oidc_provider" / "provider.js"
 
 
 class OidcStack:
-    def __init__(self, native: NativeStack, issuer: str) -> None:
-        self.native, self.issuer = native, issuer
-        self.base_url = native.config.gateway_url
+    def __init__(self, base_url: str, issuer: str) -> None:
+        self.base_url, self.issuer = base_url, issuer
         self.redirect_uri = f"{self.base_url}/auth/oidc/test/callback"
 
 
 @pytest.fixture(scope="module")
-def secret_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The client secret as auth-service reads it (OIDC_PROVIDERS' client_secret_file)."""
+def client_secret() -> str:
+    """The test client's secret: for the stack at E2E_BASE_URL the one its auth was given
+    (E2E_OIDC_CLIENT_SECRET_FILE), else the module's."""
+    given = os.environ.get("E2E_OIDC_CLIENT_SECRET_FILE") if os.environ.get("E2E_BASE_URL") else ""
+    secret = Path(given).read_text().strip() if given else CLIENT_SECRET
+    SECRETS_SEEN.values.add(secret)
+    return secret
+
+
+@pytest.fixture(scope="module")
+def secret_file(tmp_path_factory: pytest.TempPathFactory, client_secret: str) -> Path:
+    """The client secret as the native auth-service reads it (OIDC_PROVIDERS'
+    client_secret_file)."""
     path = tmp_path_factory.mktemp("oidc") / "client-secret"
-    path.write_text(CLIENT_SECRET)
-    SECRETS_SEEN.values.add(CLIENT_SECRET)
+    path.write_text(client_secret)
     return path
 
 
 @pytest.fixture(scope="module")
-async def oidc_stack(secret_file: Path) -> AsyncIterator[OidcStack]:
+async def oidc_stack(secret_file: Path, client_secret: str) -> AsyncIterator[OidcStack]:
+    """The native stack with the provider started first, or the stack at E2E_BASE_URL with
+    the provider its auth was configured with (the module docstring)."""
+    base_url = os.environ.get("E2E_BASE_URL", "").rstrip("/")
+    if base_url:
+        async with compose_provider(base_url, client_secret) as issuer:
+            yield OidcStack(base_url, issuer)
+        return
     gateway_port = free_port()
     redirect_uri = f"http://127.0.0.1:{gateway_port}/auth/oidc/test/callback"
     async with node_oidc_provider(
-        SCRIPT, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, redirect_uris=[redirect_uri]
+        SCRIPT, client_id=CLIENT_ID, client_secret=client_secret, redirect_uris=[redirect_uri]
     ) as issuer:
         providers = [
             {
@@ -75,7 +96,25 @@ async def oidc_stack(secret_file: Path) -> AsyncIterator[OidcStack]:
         async with native_stack(
             "oidc", {"OIDC_PROVIDERS": json.dumps(providers)}, gateway_port=gateway_port
         ) as native:
-            yield OidcStack(native, issuer)
+            yield OidcStack(native.config.gateway_url, issuer)
+
+
+@asynccontextmanager
+async def compose_provider(base_url: str, secret: str) -> AsyncIterator[str]:
+    """The provider the stack at `base_url` was configured with (E2E_OIDC_*), started."""
+    port = os.environ.get("E2E_OIDC_PORT")
+    if not port:
+        pytest.skip("E2E_OIDC_PORT names no provider the stack at E2E_BASE_URL knows")
+    also = os.environ.get("E2E_OIDC_ALSO_LISTEN_ON", "")
+    async with node_oidc_provider(
+        SCRIPT,
+        client_id=CLIENT_ID,
+        client_secret=secret,
+        redirect_uris=[f"{base_url}/auth/oidc/test/callback"],
+        port=int(port),
+        also_listen_on=[address for address in also.split(",") if address],
+    ) as issuer:
+        yield issuer
 
 
 @pytest.fixture
@@ -109,6 +148,7 @@ async def at_the_provider(page: Page, issuer: str, login: str) -> None:
     await page.click("button:has-text('Continue')")
 
 
+@pytest.mark.compose
 async def test_sign_in_with_the_provider_from_the_demo_page(
     browser: Browser,  # noqa: F811
     oidc_stack: OidcStack,
@@ -138,6 +178,7 @@ async def test_sign_in_with_the_provider_from_the_demo_page(
         await context.close()
 
 
+@pytest.mark.compose
 async def test_link_the_provider_from_the_account_panel(
     browser: Browser,  # noqa: F811
     oidc_stack: OidcStack,
@@ -156,6 +197,7 @@ async def test_link_the_provider_from_the_account_panel(
         await page.click("#link-buttons button:has-text('Link Test ID')")
         await at_the_provider(page, oidc_stack.issuer, f"linker-{uuid.uuid4().hex[:8]}")
         await expect(page.locator("#notice")).to_have_text("Test ID is linked to your account.")
+        # The header names the user; its title is their email (deploy/web/app.js).
         await expect(page.locator("#whoami")).to_have_attribute("title", user.email)
         await page.click("#account summary")
         linked = page.locator("#linked li[data-provider=test]")
@@ -170,6 +212,7 @@ async def test_link_the_provider_from_the_account_panel(
         await context.close()
 
 
+@pytest.mark.compose
 async def test_refused_flows_through_the_gateway_are_json_errors(
     oidc_stack: OidcStack, gateway: httpx.AsyncClient
 ) -> None:

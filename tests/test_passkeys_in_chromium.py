@@ -1,10 +1,16 @@
 """Passkeys through the demo page in Chromium, with the DevTools protocol's virtual
 authenticator, through the gateway. The stack's PUBLIC_URL is http://localhost:<port>: WebAuthn
 takes no IP address as a relying party. Replayed challenges, other origins and relying parties,
-a counter going backwards: auth-service/tests/test_passkeys.py."""
+a counter going backwards: auth-service/tests/test_passkeys.py.
 
+Against the compose stack (`make compose-test`) the tests use the stack at E2E_BASE_URL, which
+must then be http://localhost:<port> with the stack's PUBLIC_URL the same (deploy/compose/test.sh
+starts its first copy so)."""
+
+import os
 import uuid
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -13,24 +19,36 @@ from playwright.async_api import Browser, Page, expect
 from devstack.testing import free_port
 from stack_client import AsyncStackClient, StackError
 
-from .conftest import PASSWORD, NativeStack, gateway_client, native_only, native_stack, sign_up
+from .conftest import PASSWORD, gateway_client, native_stack, sign_up
 from .test_demo_page import browser  # noqa: F401 (the module's Chromium)
 
-pytestmark = native_only("starts a stack whose relying party is localhost")
+
+class LocalhostStack:
+    """A stack whose PUBLIC_URL is `page_url` (http://localhost:<port>); tests call its
+    gateway at `gateway_url` (the same, or 127.0.0.1 on the native stack)."""
+
+    def __init__(self, page_url: str, gateway_url: str) -> None:
+        self.page_url, self.gateway_url = page_url, gateway_url
 
 
 @pytest.fixture(scope="module")
-async def localhost_stack() -> AsyncIterator[NativeStack]:
+async def localhost_stack() -> AsyncIterator[LocalhostStack]:
+    base_url = os.environ.get("E2E_BASE_URL", "").rstrip("/")
+    if base_url:
+        if urlsplit(base_url).hostname != "localhost":
+            pytest.skip("a relying party is a domain: E2E_BASE_URL is not http://localhost:<port>")
+        yield LocalhostStack(base_url, base_url)
+        return
     port = free_port()
     async with native_stack(
         "passkeys", gateway_port=port, public_url=f"http://localhost:{port}"
     ) as native:
-        yield native
+        yield LocalhostStack(f"http://localhost:{port}", native.config.gateway_url)
 
 
 @pytest.fixture
-async def gateway(localhost_stack: NativeStack) -> AsyncIterator[httpx.AsyncClient]:
-    async with gateway_client(localhost_stack.config.gateway_url) as client:
+async def gateway(localhost_stack: LocalhostStack) -> AsyncIterator[httpx.AsyncClient]:
+    async with gateway_client(localhost_stack.gateway_url) as client:
         yield client
 
 
@@ -57,15 +75,16 @@ async def with_authenticator(browser: Browser) -> Page:  # noqa: F811
     return page
 
 
+@pytest.mark.compose
 async def test_register_sign_out_sign_in_with_it_delete_it(
     browser: Browser,  # noqa: F811
-    localhost_stack: NativeStack,
+    localhost_stack: LocalhostStack,
     gateway: httpx.AsyncClient,
 ) -> None:
     user = await sign_up(gateway)
     page = await with_authenticator(browser)
     try:
-        await page.goto(f"http://localhost:{localhost_stack.config.gateway_port}/")
+        await page.goto(f"{localhost_stack.page_url}/")
         await page.fill("input[name=email]", user.email)
         await page.fill("input[name=password]", PASSWORD)
         await page.click("button[value=login]")
@@ -77,6 +96,7 @@ async def test_register_sign_out_sign_in_with_it_delete_it(
 
         await page.click("#logout")
         await page.click("#passkey-sign-in")
+        # The header names the user; its title is their email (deploy/web/app.js).
         await expect(page.locator("#whoami")).to_have_attribute("title", user.email)
         await expect(page.locator("#boards-view")).to_be_visible()
 
@@ -92,11 +112,12 @@ async def test_register_sign_out_sign_in_with_it_delete_it(
         await page.context.close()
 
 
+@pytest.mark.compose
 async def test_the_python_clients_passkey_calls(
-    localhost_stack: NativeStack, gateway: httpx.AsyncClient
+    localhost_stack: LocalhostStack, gateway: httpx.AsyncClient
 ) -> None:
     user = await sign_up(gateway)
-    async with AsyncStackClient(localhost_stack.config.gateway_url, http=gateway) as client:
+    async with AsyncStackClient(localhost_stack.gateway_url, http=gateway) as client:
         await client.login(user.email, PASSWORD)
         options = await client.passkey_registration_options()
         assert options["rp"]["id"] == "localhost"

@@ -2,10 +2,14 @@
 // login and consent pages, one confidential test client, and accounts made up from whatever
 // login is typed (any password): `<name>@<domain>` gets that email, verified unless the login
 // starts with "unverified". Configured from the environment; prints "listening" when ready.
+// Its issuer is always http://127.0.0.1:PORT; it listens there and on each address in
+// ALSO_LISTEN_ON (comma-separated), e.g. the Docker bridge's, for a relay in the compose
+// stack's auth container (deploy/compose/test-oidc.yml).
 import Provider from 'oidc-provider';
 
-const { PORT, CLIENT_ID, CLIENT_SECRET, REDIRECT_URIS } = process.env;
+const { PORT, CLIENT_ID, CLIENT_SECRET, REDIRECT_URIS, ALSO_LISTEN_ON } = process.env;
 const issuer = `http://127.0.0.1:${PORT}`;
+const addresses = ['127.0.0.1', ...(ALSO_LISTEN_ON ? ALSO_LISTEN_ON.split(',') : [])];
 
 const provider = new Provider(issuer, {
   clients: [
@@ -35,6 +39,13 @@ const provider = new Provider(issuer, {
   },
 });
 
-provider.listen(Number(PORT), '127.0.0.1', () => {
-  console.log(`listening on ${issuer}`);
-});
+let listening = 0;
+for (const address of addresses) {
+  // Koa's listen: one HTTP server per call, all serving the one provider.
+  provider.listen(Number(PORT), address, () => {
+    listening += 1;
+    if (listening === addresses.length) {
+      console.log(`listening on ${issuer} (${addresses.join(', ')})`);
+    }
+  });
+}

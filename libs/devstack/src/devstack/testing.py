@@ -178,17 +178,26 @@ async def uvicorn_process(
 
 @asynccontextmanager
 async def node_oidc_provider(
-    script: Path, *, client_id: str, client_secret: str, redirect_uris: Sequence[str]
+    script: Path,
+    *,
+    client_id: str,
+    client_secret: str,
+    redirect_uris: Sequence[str],
+    port: int | None = None,
+    also_listen_on: Sequence[str] = (),
 ) -> AsyncIterator[str]:
     """A real OpenID provider (panva's oidc-provider, `script` is tests/oidc_provider's
-    provider.js) on a free port, with one confidential client; yields its issuer once its
-    discovery document answers."""
-    port = free_port()
+    provider.js) on `port` (a free one by default), with one confidential client; yields its
+    issuer, http://127.0.0.1:<port>, once its discovery document answers. It listens on
+    127.0.0.1 and on each address of `also_listen_on` (for a compose stack: the Docker
+    bridge's, which a relay in the auth container forwards to)."""
+    port = port or free_port()
     env = {
         "PORT": str(port),
         "CLIENT_ID": client_id,
         "CLIENT_SECRET": client_secret,
         "REDIRECT_URIS": ",".join(redirect_uris),
+        "ALSO_LISTEN_ON": ",".join(also_listen_on),
     }
     with _open_log("oidc-provider", port) as log:
         process = await asyncio.create_subprocess_exec(
