@@ -12,8 +12,11 @@ export DATABASE_URL
 prerequisites:
 	deploy/local/prerequisites.sh
 
+# Bytecode compiled once here: where PYTHONDONTWRITEBYTECODE is set (CI, this machine), Python
+# would otherwise compile every module of every process the tests start, each time (a service
+# took 3.5 s to import instead of 1.4 s).
 install: prerequisites
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 
 # Formatting first: what it fixes (long lines in generated migrations) would stop the linter.
 fmt:
