@@ -46,13 +46,16 @@ BESIDE_THE_E2E_GROUP = (
 
 
 class TierScheduling(LoadScopeScheduling):
-    """`make test` on two workers: the end-to-end tests are one unit of work, so one worker
-    runs them in order (each session stack started once, the log check last) while the other
-    runs the rest, a module at a time. (pytest-xdist's own `loadgroup` cannot be used: with
-    pytest 9 it no longer sees the groups.)"""
+    """`make test` on two workers: the end-to-end tests are two units of work, the clients'
+    (tests/clients/, on stacks of their own, each checking its logs as it stops) and the rest
+    (the session stack, its log check last), each run in order by one worker; both workers
+    then run the rest, a module at a time. (pytest-xdist's own `loadgroup` cannot be used:
+    with pytest 9 it no longer sees the groups.)"""
 
     def _split_scope(self, nodeid: str) -> str:
         path = nodeid.split("::", 1)[0]
+        if path.startswith("tests/clients/"):
+            return "e2e-clients"
         if path.startswith("tests/") and path not in BESIDE_THE_E2E_GROUP:
             return "e2e"
         return path
@@ -68,9 +71,24 @@ def pytest_itemcollected(item: pytest.Item) -> None:
         item.add_marker(pytest.mark.e2e)
 
 
+CLIENTS = END_TO_END / "clients"
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The end-to-end tests come first, so that their long unit of work starts at once."""
-    items.sort(key=lambda item: not item.path.is_relative_to(END_TO_END))
+    """The end-to-end tests come first, the clients' second, so that their two long units of
+    work start at once, one on each worker; then the modules beside them, then the rest. Last
+    of the hooks, and a stable sort: the order tests/conftest.py gives within each (the log
+    check last, the clients by stack) holds."""
+
+    def tier(item: pytest.Item) -> int:
+        if item.path.is_relative_to(CLIENTS):
+            return 1
+        if item.nodeid.split("::", 1)[0] in BESIDE_THE_E2E_GROUP:
+            return 2
+        return 0 if item.path.is_relative_to(END_TO_END) else 3
+
+    items.sort(key=tier)
 
 
 async def _answers(url: str) -> bool:

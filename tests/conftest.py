@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import asyncpg
 import httpx
 import pytest
 
 from devstack.launcher import NativeStack, StackConfig
 from devstack.pgcluster import own_cluster
 from devstack.testing import SseStream, free_port, fresh_database
+from servicekit.db import asyncpg_dsn
 
 ROOT = Path(__file__).parents[1]
 
@@ -130,6 +132,22 @@ def log_leaks(logs: list[Path], secrets: set[str]) -> list[str]:
             if any_secret.search(line) or _SECRET_QUERY.search(line):
                 leaks.append(f"{path.relative_to(ROOT)}:{number}: {line[:300]}")
     return leaks
+
+
+async def stored_secrets(database_url: str) -> set[str]:
+    """Password hashes (an account made through an OpenID provider has none), and the hex of
+    refresh-token hashes, as a log would show them."""
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        hashes = await connection.fetch(
+            "SELECT password_hash FROM auth.users WHERE password_hash IS NOT NULL"
+        )
+        tokens = await connection.fetch(
+            "SELECT encode(token_hash, 'hex') AS hex FROM auth.refresh_tokens"
+        )
+    finally:
+        await connection.close()
+    return {row["password_hash"] for row in hashes} | {row["hex"] for row in tokens}
 
 
 def gateway_client(base_url: str) -> httpx.AsyncClient:

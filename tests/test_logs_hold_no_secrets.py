@@ -1,17 +1,15 @@
-"""Runs last (tests/conftest.py orders it): no log line written by a stack of this test run,
-services and nginx alike, holds a password, token, ticket or password hash that the run used,
-an OpenID sign-in's state, nonce, codes or client secret, nor the query string of a /realtime/
-or /auth/oidc/ URL. (The fault tests, which run beside the other end-to-end tests, check their
-own stacks' logs as they stop.)"""
+"""Runs last in its unit of work (tests/conftest.py orders it): no log line written by a stack
+of this test process, services and nginx alike, holds a password, token, ticket or password
+hash that the run used, an OpenID sign-in's state, nonce, codes or client secret, nor the query
+string of a /realtime/ or /auth/oidc/ URL. (The fault tests, which run beside the other
+end-to-end tests, check their own stacks' logs as they stop, and so do the clients' stacks,
+which run on the other pytest-xdist worker: tests/clients/conftest.py.)"""
 
 from pathlib import Path
 
-import asyncpg
 import pytest
 
-from servicekit.db import asyncpg_dsn
-
-from .conftest import ROOT, SECRETS_SEEN, SESSION_STARTED, NativeStack, log_leaks
+from .conftest import ROOT, SECRETS_SEEN, SESSION_STARTED, NativeStack, log_leaks, stored_secrets
 
 
 def logs_of_this_run() -> list[Path]:
@@ -21,22 +19,6 @@ def logs_of_this_run() -> list[Path]:
         for path in sorted((ROOT / "var").glob("*/*.log"))
         if path.stat().st_mtime >= SESSION_STARTED
     ]
-
-
-async def stored_secrets(database_url: str) -> set[str]:
-    """Password hashes (an account made through an OpenID provider has none), and the hex of
-    refresh-token hashes, as a log would show them."""
-    connection = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        hashes = await connection.fetch(
-            "SELECT password_hash FROM auth.users WHERE password_hash IS NOT NULL"
-        )
-        tokens = await connection.fetch(
-            "SELECT encode(token_hash, 'hex') AS hex FROM auth.refresh_tokens"
-        )
-    finally:
-        await connection.close()
-    return {row["password_hash"] for row in hashes} | {row["hex"] for row in tokens}
 
 
 async def test_no_log_line_holds_a_secret(stack: NativeStack | None) -> None:

@@ -137,4 +137,9 @@ async def test_subscribing_then_joining_stays_usable(stack: Stack, board: Board)
     async with ws_connect(stack.realtime_url) as ws:
         await join(ws, stack.token(board.owner), board.channel)
         await board.create_task(f"t-{uuid.uuid4().hex[:6]}")
-        assert (await receive_type(ws, "event"))["event"] == "task.created"
+        event = await receive_type(ws, "event")
+        # The board's creation is in the log before the join, but a loaded realtime may not
+        # have read it yet: a subscription without a position starts from what it has read.
+        if event["event"] == "member.added":
+            event = await receive_type(ws, "event")
+        assert event["event"] == "task.created"

@@ -18,7 +18,7 @@ import pytest
 from devstack.testing import events_sequenced
 from servicekit.db import asyncpg_dsn
 
-from ..conftest import native_stack
+from ..conftest import SECRETS_SEEN, log_leaks, native_stack, stored_secrets
 from .proxy import Proxy
 
 ACCESS_TOKEN_TTL_SECONDS = 12
@@ -149,6 +149,11 @@ async def controlled_stack(name: str, env: dict[str, str]) -> AsyncIterator[Clie
             )
         finally:
             server.close()
+        secrets = set(SECRETS_SEEN.values) | await stored_secrets(database_url)
+    # The stack's own log check, once it has stopped (its tests run on their own pytest-xdist
+    # worker, whose last test is not tests/test_logs_hold_no_secrets.py).
+    leaks = log_leaks(sorted(stack.config.run_dir.glob("*.log")), secrets)
+    assert not leaks, "\n".join(leaks[:20])
 
 
 @pytest.fixture
