@@ -99,22 +99,44 @@ EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
 FREE_PORT_SPAN = 12_000
 
 
+_HANDED_OUT: set[int] = set()
+
+
+def _free_port_range() -> tuple[int, int]:
+    """The ports `free_port` picks from: [first, last). Each pytest-xdist worker, and every
+    process it starts (they inherit its environment), has a slice of its own, so that two
+    workers never hand out one port: CI saw Prometheus fail with "Address already in use" on
+    a port the other worker had picked at the same moment."""
+    low = int(EPHEMERAL_PORTS.read_text().split()[0]) if EPHEMERAL_PORTS.exists() else 32768
+    first = max(1024, low - FREE_PORT_SPAN)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker.startswith("gw") and workers > 1:
+        size = (low - first) // workers
+        first += int(worker[2:]) * size
+        low = first + size
+    return first, low
+
+
 def free_port() -> int:
     """A port nothing listens on, for a server a test starts, picked at random *below* the
     kernel's ephemeral range. A port from that range (what binding port 0 gives) can become the
     local end of any outgoing connection (a test client's, a pool's) before the server binds
-    it: CI saw nginx fail with "Address already in use" on such a port."""
-    low = int(EPHEMERAL_PORTS.read_text().split()[0]) if EPHEMERAL_PORTS.exists() else 32768
-    first = max(1024, low - FREE_PORT_SPAN)
+    it: CI saw nginx fail with "Address already in use" on such a port. A port is handed out
+    once per process, since its server may not have bound it yet when the next is asked for."""
+    first, last = _free_port_range()
     for _ in range(200):
-        port = first + secrets.randbelow(low - first)
+        port = first + secrets.randbelow(last - first)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
-    raise RuntimeError(f"no free port between {first} and {low - 1}")
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port between {first} and {last - 1}")
 
 
 def _open_log(app: str, port: int) -> IO[bytes]:
