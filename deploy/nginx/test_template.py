@@ -2,12 +2,12 @@
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from devstack.launcher import ROOT, TEMPLATE, StackConfig, nginx_binary, render_template
-from servicekit import serve
 
 
 def rendered(tmp_path: Path) -> str:
@@ -52,6 +52,20 @@ SERVICE_STARTERS = [
 ]
 
 
+def uvicorn_keep_alive_seconds() -> float:
+    """The keep-alive of the uvicorn config the services run with, read in a process of its
+    own: building a `uvicorn.Config` applies uvicorn's logging config to the whole process,
+    which would take its loggers away from the log tests that run after this one."""
+    script = (
+        "from servicekit import serve\n"
+        "print(serve.config('m:app', '127.0.0.1', 1).timeout_keep_alive)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    return float(done.stdout)
+
+
 def test_uvicorn_keeps_idle_connections_longer_than_the_gateway() -> None:
     """The race above is too narrow to hit on demand; this is the rule that prevents it, for
     every way the services are started."""
@@ -63,7 +77,7 @@ def test_uvicorn_keeps_idle_connections_longer_than_the_gateway() -> None:
         for block in upstreams
     ]
     nginx = max(t if t is not None else NGINX_DEFAULT_UPSTREAM_KEEPALIVE for t in timeouts)
-    assert serve.config("api_service.main:app", "127.0.0.1", 1).timeout_keep_alive > nginx
+    assert uvicorn_keep_alive_seconds() > nginx
     for starter in SERVICE_STARTERS:
         text = starter.read_text()
         assert "servicekit.serve" in text, starter
