@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from api_service.config import Settings
+from devstack.pgcluster import own_cluster
 from devstack.testing import (
     ServiceProcess,
     events_sequenced,
@@ -367,27 +368,35 @@ async def test_a_fence_kept_waiting_by_another_replica_refuses_its_batch() -> No
 
 async def test_a_commit_of_this_replica_cuts_the_idle_poll_short() -> None:
     """Backed off to a long poll, the sequencer still moves this replica's events at once: the
-    commit nudges it (events_committed)."""
-    async with fresh_database("nudge", MIGRATIONS) as url:
-        dsn = asyncpg_dsn(url)
-        settings = Settings(
-            database_url=url, sequencer_poll_min_seconds=1.0, sequencer_poll_max_seconds=5.0
-        )
-        running = asyncio.create_task(Sequencer(dsn, settings, None).run())
-        writer = await asyncpg.connect(dsn)
-        try:
-            for _ in range(3):
-                await asyncio.sleep(1.5)  # an empty poll: the sleep has backed off to 2-5 s
-                await writer.execute(
-                    "INSERT INTO eventlog.event_inbox (channel, type, data, actor_id)"
-                    " VALUES ('board:x', 'task.created', '{}', gen_random_uuid())"
-                )
-                committed = time.monotonic()
-                events_committed(["task.created"])
-                await events_sequenced(dsn, timeout=10.0)
-                assert time.monotonic() - committed < 0.5
-        finally:
-            running.cancel()
-            with suppress(asyncio.CancelledError):
-                await running
-            await writer.close()
+    commit nudges it (events_committed). On a cluster of its own: a row is moved once no older
+    transaction can still commit, and another test's open transaction on a shared cluster would
+    hold it back until a later poll (a failure seen in CI, 4 s instead of under 0.5 s)."""
+    with own_cluster() as cluster:
+        await cluster.start()
+        async with fresh_database("nudge", MIGRATIONS, cluster.admin_url) as url:
+            await nudged_sequencer_moves_at_once(url)
+
+
+async def nudged_sequencer_moves_at_once(url: str) -> None:
+    dsn = asyncpg_dsn(url)
+    settings = Settings(
+        database_url=url, sequencer_poll_min_seconds=1.0, sequencer_poll_max_seconds=5.0
+    )
+    running = asyncio.create_task(Sequencer(dsn, settings, None).run())
+    writer = await asyncpg.connect(dsn)
+    try:
+        for _ in range(3):
+            await asyncio.sleep(1.5)  # an empty poll: the sleep has backed off to 2-5 s
+            await writer.execute(
+                "INSERT INTO eventlog.event_inbox (channel, type, data, actor_id)"
+                " VALUES ('board:x', 'task.created', '{}', gen_random_uuid())"
+            )
+            committed = time.monotonic()
+            events_committed(["task.created"])
+            await events_sequenced(dsn, timeout=10.0)
+            assert time.monotonic() - committed < 0.5
+    finally:
+        running.cancel()
+        with suppress(asyncio.CancelledError):
+            await running
+        await writer.close()
