@@ -165,14 +165,15 @@ CLIENT_STACK_FIXTURES = ("client_stack", "tiny_queue_stack", "short_token_stack"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The clients' tests run after the other end-to-end tests, grouped by the client stack
-    they use (one runs at a time): by then the stacks of single modules are gone, so the run
-    never holds more connections than the shared PostgreSQL allows. The log check runs last:
-    it reads what every other test made the stacks write."""
+    """The log check runs last of the tests on the session stack: it reads what they made the
+    stacks of this process write. The clients' tests run after them, grouped by the client
+    stack they use (one runs at a time, each checking its own logs as it stops): by then the
+    stacks of single modules are gone, so the run never holds more connections than the
+    shared PostgreSQL allows."""
     items.sort(
         key=lambda item: (
-            item.path.name == "test_logs_hold_no_secrets.py",
             item.path.is_relative_to(CLIENT_TESTS),
+            item.path.name == "test_logs_hold_no_secrets.py",
             client_stack_order(item),
         )
     )

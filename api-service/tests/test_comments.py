@@ -1,9 +1,13 @@
 """Comments on tasks: the resource built by following docs/adding-a-resource.md. Who may do
 what is in test_access_matrix.py; here, what each route does and the events it records."""
 
+import uuid
+
 import httpx
 import pytest
 from fastapi import FastAPI
+
+from api_service.access import role_on_board
 
 from .conftest import (
     User,
@@ -246,3 +250,18 @@ async def test_bad_bodies_are_422_and_store_nothing(
         assert response.json()["error"] == "validation_error"
     listed = await client.get(comments_url, headers=owner.headers)
     assert listed.json()["items"] == [comment]
+
+
+async def test_role_on_board_reads_membership_in_the_session(
+    app: FastAPI, client: httpx.AsyncClient, user_pool: list[User]
+) -> None:
+    """The ORM path's role lookup for a resource that hangs off a board directly."""
+    owner, viewer, outsider = user_pool[0], user_pool[1], user_pool[3]
+    board_id = await create_board(client, owner)
+    await add_member(client, board_id, owner, viewer, "viewer")
+    async with app.state.db.sessionmaker() as session:
+        roles = [
+            await role_on_board(session, uuid.UUID(board_id), uuid.UUID(user.id))
+            for user in (owner, viewer, outsider)
+        ]
+    assert roles == ["owner", "viewer", None]

@@ -74,6 +74,17 @@ async def board_scoped_row(
     return None if found is None else (found[0], found[1])
 
 
+async def role_on_board(
+    session: AsyncSession, board_id: uuid.UUID, user_id: uuid.UUID
+) -> str | None:
+    """`board_role` on the ORM path, for rows that hang off a board itself (a parent with no
+    `board_id` of its own): the caller's role, or None when they are not a member."""
+    role: str | None = await session.scalar(
+        select(members.c.role).where(members.c.board_id == board_id, members.c.user_id == user_id)
+    )
+    return role
+
+
 def require_role(role: str, allowed: frozenset[str]) -> None:
     if role not in allowed:
         raise Forbidden(f"Your role ({role}) may not do this")
