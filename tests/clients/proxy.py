@@ -1,6 +1,8 @@
 """A TCP proxy of the tests' own in front of the gateway: `drop()` cuts the live streams (SSE
 and WebSocket connections) as a gateway restart would, `stall()` stops forwarding on them
-without closing anything, as a dead NAT entry does. New connections are never affected."""
+without closing anything, as a dead NAT entry does, and `cut_handshakes` closes the next
+WebSocket handshakes before any answer, as a gateway going down mid-handshake does. Other new
+connections are never affected."""
 
 import asyncio
 import contextlib
@@ -9,7 +11,8 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 REQUEST_LINE = re.compile(rb"[A-Z]+ /\S* HTTP/1\.[01]\r\n")
-STREAM_REQUESTS = (b"GET /realtime/sse", b"GET /realtime/ws")
+WEBSOCKET_HANDSHAKE = b"GET /realtime/ws"
+STREAM_REQUESTS = (b"GET /realtime/sse", WEBSOCKET_HANDSHAKE)
 
 
 class Pair:
@@ -30,6 +33,7 @@ class Proxy:
         self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
         self.pairs: set[Pair] = set()
         self.url = ""
+        self.cut_handshakes = 0
 
     async def __aenter__(self) -> "Proxy":
         self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -73,6 +77,9 @@ class Proxy:
         with contextlib.suppress(OSError, ConnectionError):
             while chunk := await reader.read(65536):
                 if inspect and REQUEST_LINE.match(chunk):
+                    if self.cut_handshakes and chunk.startswith(WEBSOCKET_HANDSHAKE):
+                        self.cut_handshakes -= 1
+                        break
                     # Per request: a kept-alive connection that carried a stream which ended
                     # may carry an ordinary request next (a token refresh), which no drop
                     # may cut, as a gateway restart would not cut it either.

@@ -137,6 +137,28 @@ async def test_a_stalled_connection_is_detected_and_replaced(
     await reader.client.aclose()
 
 
+async def test_a_websocket_handshake_cut_off_is_retried(
+    client_stack: ClientStack, proxy: Proxy
+) -> None:
+    """A connection closed before the handshake's answer (the gateway going down mid-handshake,
+    seen under the 500-task test's drops) is a lost connection to retry, not the end."""
+    owner, reader, board, channel, start = await shared_board(client_stack, proxy.url)
+    record = Recorder()
+    subscription = subscribe(reader, channel, "ws", record, start, HEARTBEAT_SECONDS)
+    await wait_for(lambda: subscription.state == "live")
+    proxy.cut_handshakes = 2
+    assert proxy.drop() == 1
+    await owner.client.tasks.create(board["id"], title="after the cut handshakes")
+    await wait_for(lambda: len(record.events) == 1, what="the event after reconnecting")
+    assert proxy.cut_handshakes == 0
+    assert record.stopped is None
+    assert subscription.state == "live"
+    assert len(record.reconnects()) >= 3
+    await subscription.aclose()
+    await owner.client.aclose()
+    await reader.client.aclose()
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_removal_stops_the_subscription_with_4403(
     client_stack: ClientStack, transport: str

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from stack_client.client import retry_after
 from stack_client.errors import StackError, SubscriptionStopped
@@ -561,7 +561,9 @@ class _WsConnection:
             return Ended(
                 HTTP_TO_CLOSE_CODE.get(status, LOST), f"refused: {status}", retry_after=wait
             )
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            # InvalidHandshake (after InvalidStatus, a refusal): no valid answer came, e.g. the
+            # connection closed mid-handshake as a gateway went down. Lost, so retried.
             return Ended(LOST, f"connection failed: {exc!r}", self.was_live)
         finally:
             stop_listening()
