@@ -14,7 +14,8 @@ UV_VERSION=0.13.9
 #   PostgreSQL exporters; chromium: the pages rendered in tests (Playwright drives Debian's
 #   browser, it cannot download its own here); nats-server: the event bus; postgresql: initdb and
 #   pg_ctl for the tests' own clusters (a throwaway one when none answers, the outage test's);
-#   python3-venv: the virtualenv uv is put in. Not nodejs: Debian 12's is 18 (below).
+#   python3-venv: the virtualenv uv is put in; libatomic1: the node that Playwright's wheel runs
+#   its driver with links it (Debian's nodejs pulled it in). Not nodejs: Debian 12's is 18 (below).
 declare -A package_probe=(
   [nginx-light]=/usr/sbin/nginx
   [prometheus]=/usr/bin/promtool
@@ -24,6 +25,7 @@ declare -A package_probe=(
   [nats-server]=/usr/sbin/nats-server
   [postgresql]=/usr/lib/postgresql/*/bin/initdb
   [python3-venv]=python3-venv
+  [libatomic1]=/usr/lib/*/libatomic.so.1
 )
 
 installed() {
