@@ -44,7 +44,7 @@ async def test_the_doc_example_runs_as_written(
     env["STACK_PASSWORD"] = PASSWORD
     if language == "js":
         node = shutil.which("node")
-        assert node is not None, "Node.js 20 is missing"
+        assert node is not None, "Node.js is missing: `make install` links it into .venv/bin"
         # Inside the package, so that `import ... from "stack-client"` resolves as it would
         # for an application that installed it.
         script = ROOT / "clients" / "js" / "example.mjs"

@@ -48,7 +48,7 @@ async def test_javascript_client_on_short_tokens(
 
 async def run_node_tests(client_stack: ClientStack, test_file: str) -> None:
     node = shutil.which("node")
-    assert node is not None, "Node.js 20 is missing: apt-get install -y nodejs npm"
+    assert node is not None, "Node.js is missing: `make install` links Node.js 22 into .venv/bin"
     assert (JS_CLIENT / "node_modules" / "ws").is_dir(), "run `npm ci` in clients/js first"
     process = await asyncio.create_subprocess_exec(
         node,
