@@ -91,11 +91,24 @@ runs() { ((${#SERVICES[@]} == 0)) || [[ " ${SERVICES[*]} " == *" $1 "* ]]; }
 # listening on 127.0.0.1 and on the Docker bridge's address, which a relay in the auth container
 # forwards 127.0.0.1:<port> to (deploy/compose/test-oidc.yml). The client secret: a file of
 # this run's, mounted into auth.
+# The default bridge's gateway address; Docker 20.10 leaves it out of the network's IPAM
+# configuration unless it was set, so then the address of the bridge's interface.
+bridge_address() {
+  local gateway interface
+  gateway=$(docker network inspect bridge --format '{{range .IPAM.Config}}{{.Gateway}}{{end}}')
+  if [[ -n $gateway ]]; then
+    echo "$gateway"
+    return
+  fi
+  interface=$(docker network inspect bridge \
+    --format '{{index .Options "com.docker.network.bridge.name"}}')
+  ip -4 -o addr show dev "${interface:-docker0}" | awk '{ split($4, a, "/"); print a[1]; exit }'
+}
 oidc_env=()
 if runs auth; then
   OIDC_TEST_PORT=$(uv run --frozen python -c 'from devstack.testing import free_port
 print(free_port())') || exit 1
-  OIDC_TEST_BRIDGE=$(docker network inspect bridge --format '{{range .IPAM.Config}}{{.Gateway}}{{end}}')
+  OIDC_TEST_BRIDGE=${OIDC_TEST_BRIDGE:-$(bridge_address)}
   [[ -n $OIDC_TEST_BRIDGE ]] || { echo "compose-test: the Docker bridge has no address" >&2; exit 1; }
   OIDC_TEST_SECRET_FILE=$(mktemp)
   chmod 0644 "$OIDC_TEST_SECRET_FILE"  # auth runs as uid 10001
