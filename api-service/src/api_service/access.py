@@ -17,11 +17,11 @@ OWNERS = frozenset({"owner"})
 LOCK_BOARD = Statement.of(
     select(boards.c.id).where(boards.c.id == bindparam("board_id")).with_for_update()
 )
-MEMBER_ROLE = Statement.of(
-    select(members.c.role).where(
-        members.c.board_id == bindparam("board_id"), members.c.user_id == bindparam("user_id")
-    )
+# One query, two paths: compiled for asyncpg (`board_role`), run on a session by `role_on_board`.
+MEMBER_ROLE_QUERY = select(members.c.role).where(
+    members.c.board_id == bindparam("board_id"), members.c.user_id == bindparam("user_id")
 )
+MEMBER_ROLE = Statement.of(MEMBER_ROLE_QUERY)
 
 
 async def board_role(
@@ -80,7 +80,7 @@ async def role_on_board(
     """`board_role` on the ORM path, for rows that hang off a board itself (a parent with no
     `board_id` of its own): the caller's role, or None when they are not a member."""
     role: str | None = await session.scalar(
-        select(members.c.role).where(members.c.board_id == board_id, members.c.user_id == user_id)
+        MEMBER_ROLE_QUERY, {"board_id": board_id, "user_id": user_id}
     )
     return role
 

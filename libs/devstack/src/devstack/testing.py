@@ -103,8 +103,8 @@ _HANDED_OUT: set[int] = set()
 
 
 def _free_port_range() -> tuple[int, int]:
-    """The ports `free_port` picks from: [first, last). Each pytest-xdist worker, and every
-    process it starts (they inherit its environment), has a slice of its own, so that two
+    """The ports `free_port` picks from: [first, last). Each pytest-xdist worker has a slice of
+    its own, which the processes it starts share (they inherit its environment), so that two
     workers never hand out one port: CI saw Prometheus fail with "Address already in use" on
     a port the other worker had picked at the same moment."""
     low = int(EPHEMERAL_PORTS.read_text().split()[0]) if EPHEMERAL_PORTS.exists() else 32768
